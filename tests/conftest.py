@@ -1,10 +1,51 @@
-"""Test-wide settings: offline model hubs, and shared fixtures for the real model and index."""
+"""Test-wide settings: offline model hubs, and shared session fixtures for the real model and a real index.
+
+Fixtures (all session-scoped, built once):
+- `settings`  — default Settings (shipped corpus, converted model), index in a temp folder
+- `embedder`  — the shipped model, loaded once (rag.embed.load_embedder)
+- `built`     — `settings` after `rag.index.build_index` wrote a real index of corpus/ into its index_dir
+- `pipeline`  — rag.pipeline.Pipeline loaded on `built`, the same object the CLI and the app use
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+
+import pytest
 
 # Before anything imports huggingface_hub / transformers: no hub, ever.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+from rag.config import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    base = Settings.from_env({})
+    tmp = tmp_path_factory.mktemp("rag")
+    return replace(base, index_dir=tmp / "index", feedback_path=tmp / "feedback.jsonl")
+
+
+@pytest.fixture(scope="session")
+def embedder(settings: Settings):
+    from rag.embed import load_embedder
+
+    return load_embedder(settings.model)
+
+
+@pytest.fixture(scope="session")
+def built(settings: Settings, embedder) -> Settings:
+    from rag.index import build_index
+
+    build_index(settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def pipeline(built: Settings, embedder):
+    from rag.pipeline import Pipeline
+
+    return Pipeline.load(built, embedder=embedder)
