@@ -1,0 +1,216 @@
+"""Reading questions about the book's structure: chapter/section numbers, page numbers, 目录 topic matching.
+
+Kept apart from rag/direct.py (which composes the cited answers) so each stays short. Everything here is
+rule-based and cheap: it runs on every question before retrieval.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from rag.cite import bigrams, squeeze
+from rag.types import Chunk, TocEntry
+
+_CN_VALUE = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_NUM = r"([0-9]+|[零〇一二两三四五六七八九十百]+)"
+CHAPTER_REF = re.compile(rf"第{_NUM}章")
+SECTION_REF = re.compile(rf"第{_NUM}节")
+PAGE_REF = re.compile(rf"第{_NUM}页")
+_THIS_CHAPTER = re.compile(r"这一章|这章|本章|该章|此章|同一章|这一部分")
+_THIS_SECTION = re.compile(r"这一节|这节|本节|该节|此节|它|其")
+_NEXT = re.compile(r"下一(章|节)")
+_PREV = re.compile(r"上一(章|节)")
+_ASK_PAGE = re.compile(r"第几页|哪一?页|多少页|几页|页码|从第?几|起始页|始于|开始于|页数")
+_COUNT_CHAPTERS = re.compile(r"(几|多少)个?章|章数")
+_COUNT_SECTIONS = re.compile(r"(几|多少)个?节|节数")
+_LIST_CHAPTERS = re.compile(r"(哪几|哪些|各|所有|每一?)章|目录|章节结构|篇章结构")
+_WHICH_PART = re.compile(r"哪一?[章节]|哪个章节|哪个?部分|第几[章节]|什么章节|在哪里讲|哪里讲")
+_QUOTED = re.compile(r"[“\"「『‘']([^”\"」』’']{2,30})[”\"」』’']")
+_ASK_WORDS = re.compile(
+    r"请问|讲的是什么|讲了什么|讲什么|讲些什么|主要内容|内容是什么|标题|题目|叫什么|名称|是什么|关于什么|"
+    r"谈什么|写了什么|哪几节|哪些节|包括|包含|分为|由哪些|介绍一下|介绍|概括|说说|谈谈|讲|的|了|是|什么|"
+    r"哪些|哪一?[章节]|哪个章节|哪个?部分|第几[章节]|在哪里|哪里|怎么做|怎样|如何|怎么|为什么|有|呢|吗|啊|中|里|在|"
+    r"这本书|本书|全书|书|教材|目录|一下|请|都|分别|具体|各|每|一共|总共|共|几个|多少|几|个|哪|"
+    r"第几页|哪一?页|多少页|几页|页码|页数|起始|开始|始于|从|起|章|节"
+)
+_PUNCT = re.compile(r"[\s\W_]+")
+
+RouteKind = Literal[
+    "count_chapters", "list_chapters", "count_sections", "afterword", "page", "topic", "start_page", "content"
+]
+
+
+def cn_int(text: str) -> int | None:
+    """「十二」→12, 「3」→3, 「一百零五」→105; None when it is not a number."""
+    text = unicodedata.normalize("NFKC", text)
+    if text.isdigit():
+        return int(text)
+    total, digit = 0, 0
+    for ch in text:
+        if ch in _CN_VALUE:
+            digit = _CN_VALUE[ch]
+        elif ch in "十百":
+            total += (digit or 1) * (10 if ch == "十" else 100)
+            digit = 0
+        else:
+            return None
+    return total + digit if text else None
+
+
+def int_cn(n: int) -> str:
+    """12 → 「十二」 (1..99), larger numbers in digits."""
+    if not 0 < n < 100:
+        return str(n)
+    tens, ones = divmod(n, 10)
+    digits = "一二三四五六七八九"
+    head = "" if tens == 0 else ("十" if tens == 1 else digits[tens - 1] + "十")
+    return head + ("" if ones == 0 else digits[ones - 1])
+
+
+@dataclass(frozen=True)
+class Chapter:
+    entry: TocEntry
+    no: int
+    sections: tuple[TocEntry, ...]
+
+
+def chapters_of(toc: Sequence[TocEntry]) -> tuple[Chapter, ...]:
+    """The 章 of the 目录 with their 节, in book order (后记 and other unnumbered rows are left out)."""
+    out: list[Chapter] = []
+    for e in toc:
+        m = CHAPTER_REF.fullmatch(e.number) if e.level == 1 else None
+        if m and cn_int(m.group(1)) is not None:
+            out.append(Chapter(e, cn_int(m.group(1)) or 0, ()))
+        elif e.level == 2 and out:
+            out[-1] = Chapter(out[-1].entry, out[-1].no, out[-1].sections + (e,))
+    return tuple(out)
+
+
+def loaded_parts(body: Sequence[Chunk]) -> frozenset[str]:
+    """「第一章」, 「第一章第一节」, 「后记」 … for every part of the book whose text is in the corpus."""
+    parts: set[str] = set()
+    for c in body:
+        heads = [squeeze(h)[0] for h in c.section]
+        if not heads:
+            continue
+        ch = CHAPTER_REF.match(heads[0])
+        if ch:
+            parts.add(ch.group(0))
+            sec = SECTION_REF.match(heads[1]) if len(heads) > 1 else None
+            if sec:
+                parts.add(ch.group(0) + sec.group(0))
+        elif heads[0].startswith("后记"):
+            parts.add("后记")
+    return frozenset(parts)
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: RouteKind
+    chapter: int | None = None
+    section: int | None = None
+    page: int | None = None
+
+
+def _num(pattern: re.Pattern[str], text: str) -> int | None:
+    m = pattern.search(text)
+    return cn_int(m.group(1)) if m else None
+
+
+def ask_residual(text: str) -> str:
+    """The question without chapter/section/page references and question words: its remaining topic."""
+    for pattern in (CHAPTER_REF, SECTION_REF, PAGE_REF, _THIS_CHAPTER, _THIS_SECTION, _NEXT, _PREV):
+        text = pattern.sub("", text)
+    return _PUNCT.sub("", _ASK_WORDS.sub("", text))
+
+
+def route(question: str, context: tuple[int | None, int | None] = (None, None)) -> Route | None:
+    """What a structure question asks, or None for a question about the book's content.
+
+    `context` is the (chapter, section) the previous turn was about, for 「这一章的第二节」「下一章」.
+    """
+    q = _PUNCT.sub("", unicodedata.normalize("NFKC", question))
+    chapter, section = _num(CHAPTER_REF, q), _num(SECTION_REF, q)
+    chapter, section = _with_context(q, chapter, section, context)
+    small = len(ask_residual(q)) <= 2
+    if "后记" in q and (small or _ASK_PAGE.search(q)):
+        return Route("afterword")
+    page = _num(PAGE_REF, q)
+    if page is not None and chapter is None and section is None:
+        return Route("page", page=page)
+    if chapter is None:
+        if _LIST_CHAPTERS.search(q) and small:
+            return Route("list_chapters")
+        if _COUNT_CHAPTERS.search(q) and small:
+            return Route("count_chapters")
+        if _WHICH_PART.search(q) and len(ask_residual(q)) >= 2:
+            return Route("topic")
+        return None
+    if _ASK_PAGE.search(q) and small:
+        return Route("start_page", chapter, section)
+    if section is None and _COUNT_SECTIONS.search(q) and small:
+        return Route("count_sections", chapter)
+    return Route("content", chapter, section) if small else None
+
+
+def _with_context(q: str, chapter: int | None, section: int | None,
+                  context: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
+    """Fill in the chapter (and section) a follow-up leaves implicit from the previous turn's context."""
+    ctx_ch, ctx_sec = context
+    if chapter is not None or ctx_ch is None:
+        return chapter, section
+    nxt, prev = _NEXT.search(q), _PREV.search(q)
+    if nxt or prev:
+        step = 1 if nxt else -1
+        if (nxt or prev).group(1) == "章":
+            return ctx_ch + step, None
+        return ctx_ch, (ctx_sec or 0) + step
+    if section is not None or _THIS_CHAPTER.search(q):
+        return ctx_ch, section
+    if _THIS_SECTION.search(q):
+        return ctx_ch, ctx_sec
+    return chapter, section
+
+
+@dataclass(frozen=True)
+class Topic:
+    entry: TocEntry
+    score: float
+    term: str  # the quoted or residual topic words, for the answer sentence
+
+
+def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapter_first: bool = False
+                ) -> Topic | None:
+    """The 目录 row whose title best covers the question's topic (IDF-weighted char bigrams), if good enough."""
+    rows = [e for e in toc if e.title]
+    if not rows:
+        return None
+    quoted = _QUOTED.search(question)
+    if quoted:
+        term = quoted.group(1)
+        hits = [e for e in rows if squeeze(term)[0] in squeeze(e.title)[0]]
+        if hits:
+            return Topic(_prefer(hits, question, chapter_first), 1.0, term)
+    term = ask_residual(unicodedata.normalize("NFKC", question))
+    grams = bigrams(term)
+    if not grams:
+        return None
+    titles = [bigrams(e.title) for e in rows]
+    idf = {g: math.log((len(rows) + 1) / (1 + sum(g in t for t in titles))) + 0.1 for g in grams}
+    total = sum(idf.values())
+    scored = [(sum(idf[g] for g in grams & t) / total, e) for t, e in zip(titles, rows)]
+    best = max(s for s, _ in scored)
+    if best < min_score:
+        return None
+    return Topic(_prefer([e for s, e in scored if s >= best - 1e-9], question, chapter_first), best, term)
+
+
+def _prefer(entries: Sequence[TocEntry], question: str, chapter_first: bool) -> TocEntry:
+    """Among equally good rows: a 章 when the question asks 「哪一章」 (or by default), else the 节 row."""
+    want_chapter = bool(re.search(r"哪一?章|第几章", question)) or chapter_first and "节" not in question
+    ranked = sorted(entries, key=lambda e: (e.level != 1) if want_chapter else (e.level == 1))
+    return ranked[0]

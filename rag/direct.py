@@ -1,0 +1,321 @@
+"""Direct answers about the book itself, read from the parsed 版权页 fields and 目录 rows, cited to those pages.
+
+Questions such as 「主编是谁」「共几章」「第三章讲什么」「后记在第几页」「讲“最后一公里”的是哪一节」 have one exact
+answer in the front matter; retrieving passages for them would only paraphrase it. `BookFacts.answer` returns
+None for any other question, so the caller falls through to retrieval.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from rag.booknav import Chapter, Topic, chapters_of, cn_int, int_cn, loaded_parts, route, topic_match
+from rag.cite import find_span, line_span, make_citation, quote_line
+from rag.types import Answer, BookInfo, Chunk, Citation, TocEntry
+
+NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
+
+# (question words, field names tried in BookInfo.fields, answer template). Order matters: 「第几次印刷」 must be
+# taken as 印次 before 「印刷」, 「哪一年出版」 as 出版时间 before 「出版」.
+FIELDS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
+    (("ISBN", "书号", "国际标准书号"), ("ISBN",), "本书的ISBN（书号）是{v}"),
+    (("定价", "价格", "多少钱", "售价", "价钱"), ("定价",), "本书定价{v}"),
+    (("字数", "多少字", "多少千字"), ("字数",), "本书字数为{v}"),
+    (("印数", "印了多少", "印量", "印多少"), ("印数",), "本书印数为{v}"),
+    (("印次", "第几次印刷", "几次印刷"), ("印次",), "本书印次为{v}"),
+    (("版次", "第几版", "哪一版", "几版"), ("版次",), "本书版次为{v}"),
+    (("开本",), ("开本",), "本书开本为{v}"),
+    (("印张",), ("印张",), "本书印张为{v}"),
+    (("责任编辑", "责编"), ("责任编辑",), "本书责任编辑是{v}"),
+    (("封面设计",), ("封面设计",), "本书封面设计是{v}"),
+    (("版式设计",), ("版式设计",), "本书版式设计是{v}"),
+    (("责任校对",), ("责任校对",), "本书责任校对是{v}"),
+    (("主编",), ("主编",), "本书主编是{v}"),
+    (("什么时候出版", "出版时间", "哪一年出版", "哪年出版", "何时出版", "出版日期", "出版年份", "哪一年", "哪年",
+      "什么时候"), ("出版时间", "出版日期", "出版年"), "本书出版时间是{v}"),
+    (("出版社", "哪家出版", "谁出版", "出版单位", "出版发行", "出版方", "出版的"), ("出版社", "出版发行", "出版者"),
+     "本书由{v}出版"),
+    (("编写单位", "组织编写", "编写", "谁编", "编者", "编撰", "编著", "作者", "谁写"),
+     ("编写单位", "组织编写", "编者", "著者", "作者"), "本书由{v}组织编写"),
+    (("印刷厂", "印刷单位", "哪里印", "谁印", "承印", "印刷"), ("印刷", "印刷厂", "印刷单位", "印制"), "本书由{v}印刷"),
+    (("经销", "发行"), ("经销", "发行"), "本书由{v}经销"),
+    (("核字", "CIP"), ("CIP核字号", "CIP", "核字号"), "本书CIP数据核字号为{v}"),
+    (("书名", "书的名字", "叫什么名字", "什么书", "书叫什么", "书的名称", "教材的名称", "教材叫什么"), ("书名",),
+     "本书书名为《{v}》"),
+)
+_BOOK_WORDS = re.compile(r"这本教材|本教材|该教材|这本书|本书|该书|此书|这部书|教材|图书|书")
+# Characters that carry no topic: question words, particles, punctuation. What remains is the real topic.
+_FILLER = set("的了是什么谁哪家个位在年月日时候何多少呢吗啊呀？?。，,！!：:请问一下说讲这本该此其即为由和与及都有被怎么样")
+
+
+def _residual(text: str, *remove: str) -> str:
+    for word in sorted(remove, key=len, reverse=True):
+        if word:
+            text = text.replace(word, "")
+    text = _BOOK_WORDS.sub("", text)
+    return "".join(ch for ch in text if ch not in _FILLER and not ch.isspace())
+
+
+@dataclass(frozen=True)
+class _Cited:
+    text: str
+    citations: tuple[Citation, ...]
+
+
+class BookFacts:
+    """The 版权页 and 目录 of the loaded book, with the chunks they are cited from."""
+
+    def __init__(self, toc: Sequence[TocEntry], info: BookInfo | None, chunks: Sequence[Chunk]) -> None:
+        self.toc = tuple(toc)
+        self.info = info
+        self.chapters = chapters_of(self.toc)
+        self.back = tuple(e for e in self.toc if e.level == 1 and not e.number)  # 后记
+        self.toc_chunks = tuple(c for c in chunks if c.kind == "toc")
+        self.front_chunks = tuple(c for c in chunks if c.kind == "front")
+        self.body = tuple(c for c in chunks if c.kind == "body")
+        self.loaded = loaded_parts(self.body)
+
+    # --- public ---------------------------------------------------------------------------------------------
+
+    def answer(self, question: str, history: Sequence[str] = ()) -> Answer | None:
+        """A direct, cited answer when the question is about the book's front matter; None otherwise."""
+        found = self._field(question) or self._structure(question, history)
+        if found is None or not found.citations:
+            return None
+        return Answer(question=question, text=found.text, citations=found.citations, mode="direct")
+
+    def pointer(self, question: str) -> str | None:
+        """The 目录 entry a question seems to be about, for a refusal: 「目录：第五章 …（第99页起）」."""
+        hit = topic_match(question, self.toc, min_score=0.34, chapter_first=True)
+        if hit is None:
+            return None
+        where = self._path(hit.entry)
+        note = "" if self._is_loaded(hit.entry) else "（该部分正文不在已载入的语料中）"
+        return f"目录：{where}（第{hit.entry.page}页起）{note}" if hit.entry.page else f"目录：{where}{note}"
+
+    def is_loaded(self, entry: TocEntry) -> bool:
+        return self._is_loaded(entry)
+
+    # --- 版权页 --------------------------------------------------------------------------------------------
+
+    def _field(self, question: str) -> _Cited | None:
+        if self.info is None:
+            return None
+        q = question.upper()
+        for words, names, template in FIELDS:
+            word = next((w for w in words if w.upper() in q), None)
+            if word is None:
+                continue
+            value = next((self.info.fields[n] for n in names if self.info.fields.get(n)), None)
+            if value is None or len(_residual(q, *words)) > 4:
+                return None
+            cites = self._cite_value(value)
+            return _Cited(f"{template.format(v=value)}{_marks(cites)}。", cites) if cites else None
+        return None
+
+    def _cite_value(self, value: str) -> tuple[Citation, ...]:
+        """The 版权页 line that shows `value`, or one line showing all its parts (e.g. two publishers), or one
+        line per part."""
+        chunks = self.front_chunks + self.toc_chunks
+        parts = [p for p in re.split(r"[、，,；;/]\s*", value) if p] or [value]
+        for chunk in chunks:
+            quote = quote_line(chunk, value) or _line_with_all(chunk, parts)
+            if quote:
+                cite = make_citation(1, chunk, quote, 1.0)
+                return (cite,) if cite else ()
+        cites: list[Citation] = []
+        for part in parts:
+            found = next(((c, q) for c in chunks if (q := quote_line(c, part))), None)
+            if found is None:
+                return ()
+            if all(c.quote != found[1] for c in cites):
+                cite = make_citation(len(cites) + 1, found[0], found[1], 1.0)
+                cites += [cite] if cite else []
+        return tuple(cites)
+
+    # --- 目录 ----------------------------------------------------------------------------------------------
+
+    def _structure(self, question: str, history: Sequence[str]) -> _Cited | None:
+        if not self.chapters:
+            return None
+        r = route(question, self.context(history))
+        if r is None:
+            return None
+        simple = {"count_chapters": self._count_chapters, "list_chapters": self._list_chapters,
+                  "afterword": self._afterword}
+        if r.kind in simple:
+            return simple[r.kind]()
+        if r.kind == "page" and r.page is not None:
+            return self._page(r.page)
+        if r.kind == "topic":
+            return self._topic(question)
+        chapter = next((c for c in self.chapters if c.no == r.chapter), None)
+        if chapter is None:
+            return self._no_such_chapter(r.chapter) if r.chapter is not None else None
+        if r.section is not None:
+            return self._section(chapter, r.section, r.kind == "start_page")
+        return self._chapter(chapter, start_page=r.kind == "start_page")
+
+    def context(self, history: Sequence[str]) -> tuple[int | None, int | None]:
+        """The (chapter, section) the latest earlier turn was about, for follow-ups like 「这一章的第二节」."""
+        for i in range(len(history) - 1, -1, -1):
+            r = route(history[i], self.context(history[:i]))
+            if r is not None and r.chapter is not None:
+                return r.chapter, r.section
+            if r is not None and r.kind == "topic":
+                hit = topic_match(history[i], self.toc, min_score=0.6)
+                if hit is not None:
+                    return self._numbers(hit.entry)
+        return None, None
+
+    def _numbers(self, entry: TocEntry) -> tuple[int | None, int | None]:
+        for ch in self.chapters:
+            if entry == ch.entry:
+                return ch.no, None
+            if entry in ch.sections:
+                return ch.no, cn_int(entry.number[1:-1])
+        return None, None
+
+    def _no_such_chapter(self, no: int) -> _Cited | None:
+        last = self.chapters[-1]
+        cites = self._cite_entries([last.entry])
+        text = (f"据目录，全书共{int_cn(len(self.chapters))}章，最后一章是{last.entry.heading}"
+                f"（第{last.entry.page}页起），没有第{int_cn(no)}章{_marks(cites)}。")
+        return _Cited(text, cites)
+
+    def _count_chapters(self) -> _Cited | None:
+        last = self.chapters[-1]
+        cites = self._cite_entries([self.chapters[0].entry, last.entry])
+        extra = "，另有后记" if self.back else ""
+        n = len(self.chapters)
+        text = f"据目录，全书共{int_cn(n)}章（{self.chapters[0].entry.number}至{last.entry.number}）{extra}{_marks(cites)}。"
+        return _Cited(text, cites)
+
+    def _list_chapters(self) -> _Cited | None:
+        rows = "；".join(f"{c.entry.heading}（第{c.entry.page}页）" for c in self.chapters)
+        cites = self._cite_entries([c.entry for c in self.chapters])
+        return _Cited(f"据目录，全书共{int_cn(len(self.chapters))}章：{rows}{_marks(cites)}。", cites)
+
+    def _afterword(self) -> _Cited | None:
+        if not self.back:
+            return None
+        entry = self.back[-1]
+        cites = self._cite_entries([entry])
+        return _Cited(f"据目录，{entry.title}从第{entry.page}页开始{_marks(cites)}。", cites)
+
+    def _chapter(self, ch: Chapter, start_page: bool = False) -> _Cited | None:
+        e = ch.entry
+        if start_page:
+            cites = self._cite_entries([e])
+            end = self._end_page(e)
+            span = f"（至第{end}页）" if end else ""
+            text = f"据目录，{e.heading}从第{e.page}页开始{span}{_marks(cites)}。"
+        else:
+            cites = self._cite_entries([e, *ch.sections])
+            secs = "；".join(f"{s.heading}（第{s.page}页）" for s in ch.sections)
+            head = f"据目录，{e.number}的标题是{_q(e.title)}（第{e.page}页起）"
+            body = f"，共{int_cn(len(ch.sections))}节：{secs}" if ch.sections else ""
+            text = f"{head}{body}{_marks(cites)}。"
+        if not self._is_loaded(e):
+            text += NOT_LOADED.format(what="章")
+        return _Cited(text, cites)
+
+    def _section(self, ch: Chapter, no: int, start_page: bool) -> _Cited | None:
+        sec = next((s for s in ch.sections if cn_int(s.number[1:-1]) == no), None)
+        if sec is None:
+            return None
+        cites = self._cite_entries([sec])
+        if start_page:
+            end = self._end_page(sec)
+            span = f"（至第{end}页）" if end else ""
+            text = f"据目录，{ch.entry.number}{sec.heading}从第{sec.page}页开始{span}{_marks(cites)}。"
+        else:
+            text = (f"据目录，{ch.entry.number}{sec.number}的标题是{_q(sec.title)}（第{sec.page}页起），"
+                    f"属于{ch.entry.heading}{_marks(cites)}。")
+        if not self._is_loaded(sec):
+            text += NOT_LOADED.format(what="节")
+        return _Cited(text, cites)
+
+    def _topic(self, question: str) -> _Cited | None:
+        hit: Topic | None = topic_match(question, self.toc, min_score=0.6)
+        if hit is None:
+            return None
+        cites = self._cite_entries([hit.entry])
+        what = f"“{hit.term}”" if hit.term else "这一内容"
+        text = f"据目录，讲{what}的是{self._path(hit.entry)}（第{hit.entry.page}页起）{_marks(cites)}。"
+        if not self._is_loaded(hit.entry):
+            text += NOT_LOADED.format(what="部分")
+        return _Cited(text, cites)
+
+    def _page(self, page: int) -> _Cited | None:
+        numbered = [e for e in self.toc if e.page and e.page.isdigit()]
+        if not numbered:
+            return None
+        last = numbered[-1]
+        if page > int(last.page) + 16 or page < 1:
+            cites = self._cite_entries([last])
+            text = (f"本书没有第{page}页的内容：据目录，最后一项{last.heading}从第{last.page}页开始，"
+                    f"全书到此为止{_marks(cites)}。")
+            return _Cited(text, cites)
+        entry = [e for e in numbered if int(e.page) <= page][-1:] or numbered[:1]
+        cites = self._cite_entries(entry)
+        text = f"据目录，第{page}页属于{self._path(entry[0])}（第{entry[0].page}页起）{_marks(cites)}。"
+        if not self._is_loaded(entry[0]):
+            text += NOT_LOADED.format(what="部分")
+        return _Cited(text, cites)
+
+    # --- helpers --------------------------------------------------------------------------------------------
+
+    def _path(self, entry: TocEntry) -> str:
+        return f"{entry.parent} › {entry.heading}" if entry.parent else entry.heading
+
+    def _end_page(self, entry: TocEntry) -> str | None:
+        """The page before the next entry of the same or a higher level (None when unknown)."""
+        rows = list(self.toc)
+        i = rows.index(entry)
+        for nxt in rows[i + 1:]:
+            if nxt.level <= entry.level and nxt.page and nxt.page.isdigit() and entry.page and entry.page.isdigit():
+                return str(max(int(entry.page), int(nxt.page) - 1))
+        return None
+
+    def _is_loaded(self, entry: TocEntry) -> bool:
+        if entry.level == 1:
+            return (entry.number or entry.title) in self.loaded
+        chapter = entry.parent.split()[0] if entry.parent else ""
+        return f"{chapter}{entry.number}" in self.loaded
+
+    def _cite_entries(self, entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
+        """One citation per 目录 chunk: the verbatim rows from the first to the last entry found in it."""
+        cites: list[Citation] = []
+        for chunk in self.toc_chunks:
+            spans = [s for s in (_entry_span(chunk, e) for e in entries) if s]
+            if not spans:
+                continue
+            start, end = line_span(chunk.text, min(s[0] for s in spans), max(s[1] for s in spans))
+            cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
+            cites += [cite] if cite else []
+        return tuple(cites)
+
+
+def _entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
+    return find_span(chunk.text, f"{entry.number}{entry.title}") or (
+        find_span(chunk.text, entry.title) if len(entry.title) >= 6 else None
+    )
+
+
+def _line_with_all(chunk: Chunk, parts: Sequence[str]) -> str | None:
+    for line in chunk.text.splitlines():
+        if line.strip() and all(find_span(line, p) for p in parts):
+            return line.strip()
+    return None
+
+
+def _q(title: str) -> str:
+    """Quote a title: “…”, or 「…」 when the title itself contains “…”."""
+    return f"「{title}」" if "“" in title else f"“{title}”"
+
+
+def _marks(cites: Sequence[Citation]) -> str:
+    return "".join(f"[{c.n}]" for c in cites)
