@@ -1,0 +1,279 @@
+"""教材问答 — the Streamlit chat page: ask the book, read the answer, open the cited page.
+
+Thin on purpose: one cached, read-only Pipeline shared by every session (the same object the CLI uses), the
+conversation in st.session_state, and rendering rules from rag/render.py. Book and user text are shown only
+through escaped Markdown (`md`) or escaped HTML (`render.highlight_html`), never as markup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import streamlit as st
+
+from rag.config import Settings, offline_environment
+
+offline_environment()  # before anything imports huggingface_hub / transformers: no model hub, ever
+
+from rag import render  # noqa: E402
+from rag.errors import REBUILD_COMMAND, IndexError_, InputError, ModelError, RagError  # noqa: E402
+from rag.pipeline import Pipeline  # noqa: E402
+from rag.render import Turn, escape_markdown as md  # noqa: E402
+from rag.types import Answer, Citation  # noqa: E402
+
+log = logging.getLogger("rag.app")
+
+EXAMPLES = (
+    "什么是党的群众工作？",
+    "群众工作的核心是什么？",
+    "党的群众工作有哪些作用？",
+    "为什么说群众工作是党的事业生根的基础？",
+    "这本书的主编是谁？",
+    "第五章讲什么？",
+)
+MODES = {"extractive": "抽取式（只摘录原文）", "llm": "大模型生成（引用经核实）"}
+PASSAGE_CSS = """<style>
+.rag-passage {line-height: 1.8; white-space: normal;}
+.rag-passage mark {background: #fde68a; padding: 0 .1em; border-radius: 2px;}
+</style>"""
+
+st.set_page_config(page_title="教材问答", page_icon="📘", layout="centered")
+
+
+@st.cache_resource(show_spinner="正在加载模型与索引……")
+def load_pipeline(settings: Settings) -> Pipeline:
+    """Loaded once per process and shared by all sessions: the Pipeline is read-only and thread-safe."""
+    return Pipeline.load(settings)
+
+
+def stop_with(title: str, exc: Exception, command: str) -> None:
+    st.error(f"{title}\n\n{md(str(exc))}")
+    st.markdown("在项目目录中运行以下命令后刷新本页：")
+    st.code(command, language="bash")
+    st.stop()
+
+
+def open_pipeline(settings: Settings) -> Pipeline:
+    try:
+        return load_pipeline(settings)
+    except IndexError_ as exc:
+        stop_with("索引不可用：缺失、损坏或与当前模型/设置不一致。", exc,
+                  f"{REBUILD_COMMAND}\n# 或：.venv/bin/python -m rag build")
+    except ModelError as exc:
+        stop_with("嵌入模型不可用。", exc, "make model\n# 或：.venv/bin/python -m rag model")
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+def state() -> None:
+    st.session_state.setdefault("turns", [])
+    st.session_state.setdefault("conversation", 0)  # bumped by 新对话, keeps widget keys unique
+    st.session_state.setdefault("section", None)
+
+
+# --- sidebar -------------------------------------------------------------------------------------------------
+
+
+def new_conversation() -> None:
+    st.session_state.turns = []
+    st.session_state.conversation += 1
+
+
+def ask_example(question: str) -> None:
+    st.session_state.pending = question
+
+
+def show_section(i: int | None) -> None:
+    st.session_state.section = i
+
+
+def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[dict[str, object], object]:
+    with st.sidebar:
+        st.header("设置")
+        modes = ["extractive", "llm"] if settings.llm.enabled else ["extractive"]
+        mode = st.radio("回答方式", modes, format_func=MODES.__getitem__, key="mode")
+        if not settings.llm.enabled:
+            st.caption("未配置大模型：设置 RAG_LLM_BASE_URL 与 RAG_LLM_MODEL 后可启用生成式回答。")
+        passages = st.slider("参考段落数", 1, 10, settings.answer.passages, key="passages")
+        st.button("🗨️ 新对话", on_click=new_conversation, width="stretch")
+        export_slot = st.empty()  # filled after this run's question is answered, so the export is complete
+        with st.expander("📑 目录", expanded=False):
+            for i, entry in enumerate(pipeline.index.toc):
+                label = ("\u3000" if entry.level > 1 else "") + render.toc_label(entry)
+                st.button(label, key=f"toc-{i}", on_click=show_section, args=(i,), type="tertiary")
+        with st.expander("🗂️ 索引状态"):
+            index_status(pipeline)
+    return {"mode": mode, "passages": passages}, export_slot
+
+
+def export_button(slot, title: str) -> None:
+    """The whole conversation with its citations as Markdown; kept in session_state too, for tests."""
+    turns = st.session_state.turns
+    export = st.session_state.export_md = render.export_markdown(turns, title)
+    slot.download_button("⬇️ 导出对话（Markdown）", export, file_name="教材问答-对话.md", mime="text/markdown",
+                         on_click="ignore", disabled=not turns, width="stretch")
+
+
+def index_status(pipeline: Pipeline) -> None:
+    s = pipeline.status()
+    st.markdown(
+        f"- 模型：{md(s.model)}\n- 段落数：{s.chunks}\n- 构建时间：{md(s.built_at)}\n"
+        f"- 语料校验和：`{s.corpus_checksum[:12]}`"
+    )
+    if s.stale:
+        st.warning(f"索引与 corpus/ 中的文件不一致，请重建：`{REBUILD_COMMAND}`")
+    else:
+        st.caption("索引与 corpus/ 一致。")
+
+
+# --- main area -------------------------------------------------------------------------------------------------
+
+
+def book_title(pipeline: Pipeline) -> str:
+    info = pipeline.index.info
+    return (info.fields.get("书名") if info else None) or "教材问答"
+
+
+def empty_state(pipeline: Pipeline) -> None:
+    facts = render.book_facts(pipeline.index.info)
+    if facts:
+        st.markdown("\n".join(f"- **{name}**：{md(value)}" for name, value in facts))
+    st.markdown("向本书提问，每句回答都标注出处（章节与页码），可点开核对原文。试试这些问题：")
+    cols = st.columns(2)
+    for i, q in enumerate(EXAMPLES):
+        cols[i % 2].button(q, key=f"example-{i}", on_click=ask_example, args=(q,), width="stretch")
+
+
+def section_view(pipeline: Pipeline) -> None:
+    i = st.session_state.section
+    toc = pipeline.index.toc
+    if i is None or not 0 <= i < len(toc):
+        return
+    entry = toc[i]
+    chunks = render.section_chunks(pipeline.index.chunks, entry)
+    with st.container(border=True):
+        st.subheader(md(entry.heading))
+        printed = f"目录标注第{entry.page}页" if entry.page else "目录未标页码"
+        st.caption(f"{printed} · 收录文本：{render.span_label(chunks) if chunks else '无'}")
+        if not chunks:
+            st.info("本节正文不在已收录的文本中。")
+        for c in chunks:
+            st.caption(f"{md(c.section_path)} · {render.chunk_page_label(c)}")
+            st.markdown(md(c.text))
+        st.button("关闭", key="close-section", on_click=show_section, args=(None,))
+
+
+def source_card(pipeline: Pipeline, c: Citation) -> None:
+    with st.container(border=True):
+        flag = " · :orange[⚠️ 未能核实此引用]" if c.flagged else ""
+        st.markdown(f"**[{c.n}]** {md(c.chunk.section_path or c.chunk.source)} · "
+                    f"**{render.chunk_page_label(c.chunk)}**{flag}")
+        st.html(PASSAGE_CSS + render.highlight_html(c.chunk.text, c.quote))
+        with st.expander("前后文"):
+            for nb in pipeline.index.neighbours(c.chunk.id):
+                where = "（本段）" if nb.id == c.chunk.id else ""
+                st.caption(f"{md(nb.section_path)} · {render.chunk_page_label(nb)}{where}")
+                st.markdown(md(nb.text))
+
+
+def answer_body(pipeline: Pipeline, turn: Turn, key: str, streamed: bool = False) -> None:
+    a = turn.answer
+    assert a is not None
+    for notice in a.notices:
+        st.info(md(notice))
+    if a.resolved_question:
+        st.caption(f"结合上文理解为：{md(a.resolved_question)}")
+    if a.refused:
+        pointer = f"\n\n可参阅目录：{md(a.pointer)}" if a.pointer else ""
+        st.warning(f"**未能从书中找到依据。** {md(a.text)}{pointer}")
+    elif not streamed:
+        st.markdown(md(a.text))
+    for c in a.citations:
+        source_card(pipeline, c)
+    st.feedback("thumbs", key=key, on_change=record_feedback, args=(key, turn))
+
+
+def record_feedback(key: str, turn: Turn) -> None:
+    record = render.feedback_record(turn, st.session_state.get(key))
+    render.append_feedback(st.session_state.feedback_path, record)
+    st.toast("感谢反馈，已记录。")
+
+
+def show_turn(pipeline: Pipeline, i: int, turn: Turn) -> None:
+    with st.chat_message("user"):
+        st.markdown(md(turn.question))
+    with st.chat_message("assistant"):
+        if turn.answer is None:
+            st.error(md(turn.error or "回答时出错。"))
+        else:
+            answer_body(pipeline, turn, f"feedback-{st.session_state.conversation}-{i}")
+
+
+def ask(pipeline: Pipeline, question: str, knobs: dict[str, object]) -> None:
+    """Answer a new question below the conversation; errors become a short message, the conversation stays."""
+    turns: list[Turn] = st.session_state.turns
+    history = tuple(t.question for t in turns)
+    with st.chat_message("user"):
+        st.markdown(md(question))
+    with st.chat_message("assistant"):
+        try:
+            answer, streamed = run_answer(pipeline, question, history, knobs)
+        except InputError as exc:
+            st.warning(md(str(exc)))
+            return
+        except RagError as exc:
+            turn = Turn(question, error=f"回答时出错：{exc}")
+        except Exception:  # the page must survive any failure of one answer
+            log.exception("answering %r failed", question)
+            turn = Turn(question, error="回答时出错，请稍后重试或换个问法。")
+        else:
+            turn = Turn(question, answer=answer)
+        turns.append(turn)
+        if turn.answer is None:
+            st.error(md(turn.error or ""))
+            return
+        answer_body(pipeline, turn, f"feedback-{st.session_state.conversation}-{len(turns) - 1}", streamed)
+
+
+def run_answer(pipeline: Pipeline, question: str, history: tuple[str, ...],
+               knobs: dict[str, object]) -> tuple[Answer, bool]:
+    """LLM mode streams its text with st.write_stream; the extractive answer comes in one piece."""
+    if knobs["mode"] != "llm":
+        with st.spinner("正在检索……"):
+            return pipeline.ask(question, history, **knobs), False
+    final: list[Answer] = []
+
+    def pieces() -> Iterator[str]:
+        for item in pipeline.ask_stream(question, history, **knobs):
+            if isinstance(item, Answer):
+                final.append(item)
+            else:
+                yield md(item)
+
+    st.write_stream(pieces())
+    return final[-1], True
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    state()
+    st.session_state.feedback_path = settings.feedback_path  # read by the st.feedback callback
+    pipeline = open_pipeline(settings)
+    st.title("📘 教材问答")
+    st.caption(f"《{md(book_title(pipeline))}》 · 每句回答均注明章节与页码")
+    knobs, export_slot = sidebar(pipeline, settings)
+    question = st.chat_input("向本书提问，例如：什么是党的群众工作？")
+    if question is None:
+        question = st.session_state.pop("pending", None)
+    section_view(pipeline)
+    turns = st.session_state.turns
+    if not turns and question is None:
+        empty_state(pipeline)
+    for i, turn in enumerate(turns):
+        show_turn(pipeline, i, turn)
+    if question is not None:
+        ask(pipeline, question, knobs)
+    export_button(export_slot, book_title(pipeline))
+
+
+main()

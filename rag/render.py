@@ -1,0 +1,201 @@
+"""Pure rendering helpers for the chat page: page labels, safe Markdown/HTML, Markdown export, feedback log.
+
+Nothing here imports streamlit, so every rule about what the reader sees (「约第3页」, escaped book text, the
+exported conversation) is tested without a browser. Book text and user text are only ever turned into escaped
+Markdown or escaped HTML here; app.py never interpolates raw text into markup itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from rag.types import Answer, BookInfo, Chunk, Citation, TocEntry
+
+_ROMAN = re.compile(r"^[ivxlcdm]+$", re.IGNORECASE)
+# Every ASCII punctuation char may be backslash-escaped in CommonMark; escaping all of those that mean
+# something to Markdown or to Streamlit's extensions (:red[..], :emoji:, $math$, ~~, ==) makes text inert.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'])")
+_SPACE = re.compile(r"\s")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of the conversation: the question as typed, and its Answer or a short error message."""
+
+    question: str
+    answer: Answer | None = None
+    error: str | None = None
+
+
+# --- page labels ------------------------------------------------------------------------------------------
+
+
+def _numbered(label: str) -> bool:
+    return label.isdigit() or bool(_ROMAN.match(label))
+
+
+def page_label(page: str | None, page_end: str | None = None, estimated: bool = False) -> str:
+    """「第3页」, 「约第3页」, 「第3–4页」; front matter by its name (「版权页」, 「目录」); 「页码不详」 when unknown."""
+    if not page:
+        return "页码不详"
+    if not _numbered(page):
+        if page_end and page_end != page and _numbered(page_end):
+            return f"{page}至{'约' if estimated else ''}第{page_end}页"
+        return page
+    span = page if not page_end or page_end == page else f"{page}–{page_end}"
+    return f"{'约' if estimated else ''}第{span}页"
+
+
+def chunk_page_label(chunk: Chunk) -> str:
+    return page_label(chunk.page, chunk.page_end, chunk.page_estimated)
+
+
+def toc_label(entry: TocEntry) -> str:
+    """A 目录 row as the sidebar shows it: heading, then its printed start page."""
+    return f"{entry.heading}（第{entry.page}页）" if entry.page else entry.heading
+
+
+# --- safe text ------------------------------------------------------------------------------------------
+
+
+def escape_markdown(text: str) -> str:
+    """Text → Markdown that renders exactly that text: no links, images, HTML, math, code or directives.
+
+    Leading indentation is dropped so an indented book line never becomes a code block, and line breaks are
+    kept as hard breaks so paragraphs and verse keep their shape.
+    """
+    lines = [_MD_SPECIAL.sub(r"\\\1", line.strip()) for line in text.splitlines()]
+    return "  \n".join(lines)
+
+
+def _find_loose(text: str, quote: str) -> tuple[int, int] | None:
+    """Span of `quote` in `text`, exact first, then ignoring whitespace (a quote may span a wrapped line)."""
+    if not quote:
+        return None
+    i = text.find(quote)
+    if i >= 0:
+        return i, i + len(quote)
+    kept = [(j, ch) for j, ch in enumerate(text) if not _SPACE.match(ch)]
+    hay = "".join(ch for _, ch in kept)
+    needle = _SPACE.sub("", quote)
+    k = hay.find(needle) if needle else -1
+    if k < 0:
+        return None
+    return kept[k][0], kept[k + len(needle) - 1][0] + 1
+
+
+def highlight_html(text: str, quote: str | None) -> str:
+    """The passage as escaped HTML with the quoted sentence in <mark>; nothing of `text` can become markup."""
+    span = _find_loose(text, quote or "")
+    if span is None:
+        return f'<div class="rag-passage">{_html_text(text)}</div>'
+    a, b = span
+    body = f"{_html_text(text[:a])}<mark>{_html_text(text[a:b])}</mark>{_html_text(text[b:])}"
+    return f'<div class="rag-passage">{body}</div>'
+
+
+def _html_text(text: str) -> str:
+    return html.escape(text, quote=True).replace("\n", "<br>")
+
+
+# --- the book and its sections ------------------------------------------------------------------------------
+
+BOOK_FIELDS = ("书名", "主编", "出版社", "出版时间", "ISBN")
+
+
+def book_facts(info: BookInfo | None) -> list[tuple[str, str]]:
+    """The copyright-page fields the empty page shows, in a fixed order, only those present."""
+    if info is None:
+        return []
+    return [(name, info.fields[name]) for name in BOOK_FIELDS if info.fields.get(name)]
+
+
+def _squash(s: str) -> str:
+    return _SPACE.sub("", s)
+
+
+def _matches(heading: str, wanted: str) -> bool:
+    a, b = _squash(heading), _squash(wanted)
+    return bool(b) and (a == b or a.startswith(b) or b.startswith(a) and len(a) > 3)
+
+
+def section_chunks(chunks: Sequence[Chunk], entry: TocEntry) -> list[Chunk]:
+    """Body chunks under a 目录 entry, in book order. A 节 must also sit under its 章 (every 章 has a 第一节)."""
+    found = []
+    for c in chunks:
+        if c.kind == "toc" or not any(_matches(h, entry.heading) for h in c.section):
+            continue
+        if entry.parent and not any(_matches(h, entry.parent) for h in c.section):
+            continue
+        found.append(c)
+    return sorted(found, key=lambda c: (c.source, c.ordinal, c.start))
+
+
+def span_label(chunks: Sequence[Chunk]) -> str:
+    """Pages covered by a run of chunks, e.g. 「约第1–13页」."""
+    if not chunks:
+        return "页码不详"
+    first, last = chunks[0], chunks[-1]
+    estimated = any(c.page_estimated for c in chunks)
+    return page_label(first.page, last.page_end or last.page, estimated)
+
+
+# --- export and feedback -----------------------------------------------------------------------------------
+
+
+def citation_line(c: Citation) -> str:
+    flag = "（未能核实）" if c.flagged else ""
+    return f"[{c.n}] {c.chunk.section_path or c.chunk.source} · {chunk_page_label(c.chunk)}{flag}"
+
+
+def export_markdown(turns: Iterable[Turn], title: str = "教材问答", now: datetime | None = None) -> str:
+    """The conversation with every citation (section, page, quoted sentence) as a Markdown document."""
+    now = now or datetime.now()
+    out = [f"# {escape_markdown(title)} — 对话记录", "", f"导出时间：{now:%Y-%m-%d %H:%M}", ""]
+    for i, turn in enumerate(turns, 1):
+        out += [f"## 问题 {i}", "", escape_markdown(turn.question), ""]
+        if turn.error or turn.answer is None:
+            out += [f"> 出错：{escape_markdown(turn.error or '没有回答')}", ""]
+            continue
+        a = turn.answer
+        out += ["**回答**" + ("（未找到依据）" if a.refused else "") + "：", "", escape_markdown(a.text), ""]
+        if a.pointer:
+            out += [f"可参阅：{escape_markdown(a.pointer)}", ""]
+        if a.citations:
+            out += ["**出处**：", ""]
+            out += [f"- {escape_markdown(citation_line(c))}：“{escape_markdown(c.quote)}”" for c in a.citations]
+            out.append("")
+    return "\n".join(out)
+
+
+def feedback_record(turn: Turn, rating: int | None, now: datetime | None = None) -> dict[str, object]:
+    a = turn.answer
+    return {
+        "timestamp": (now or datetime.now().astimezone()).isoformat(timespec="seconds"),
+        "rating": rating,  # st.feedback thumbs: 1 = 👍, 0 = 👎, None = cleared
+        "question": turn.question,
+        "answer": a.text if a else None,
+        "mode": a.mode if a else None,
+        "refused": a.refused if a else None,
+        "chunk_ids": [c.chunk.id for c in a.citations] if a else [],
+    }
+
+
+def append_feedback(path: Path, record: dict[str, object]) -> None:
+    """Append one JSON line and fsync it, so a rating survives a crash and concurrent sessions never interleave
+    within a line (one write call of a whole line in O_APPEND mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
