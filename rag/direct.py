@@ -39,9 +39,9 @@ FIELDS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
      "本书由{v}出版"),
     (("编写单位", "组织编写", "编写", "谁编", "编者", "编撰", "编著", "作者", "谁写"),
      ("编写单位", "组织编写", "编者", "著者", "作者"), "本书由{v}组织编写"),
-    (("印刷厂", "印刷单位", "哪里印", "谁印", "承印", "印刷"), ("印刷", "印刷厂", "印刷单位", "印制"), "本书由{v}印刷"),
+    (("印刷厂", "印刷单位", "哪里印", "谁印", "承印", "印刷"), ("印刷单位", "印刷", "印刷厂", "印制"), "本书由{v}印刷"),
     (("经销", "发行"), ("经销", "发行"), "本书由{v}经销"),
-    (("核字", "CIP"), ("CIP核字号", "CIP", "核字号"), "本书CIP数据核字号为{v}"),
+    (("核字", "CIP"), ("CIP 数据核字号", "CIP数据核字号", "CIP核字号", "核字号"), "本书CIP数据核字号为{v}"),
     (("书名", "书的名字", "叫什么名字", "什么书", "书叫什么", "书的名称", "教材的名称", "教材叫什么"), ("书名",),
      "本书书名为《{v}》"),
 )
@@ -101,19 +101,30 @@ class BookFacts:
     # --- 版权页 --------------------------------------------------------------------------------------------
 
     def _field(self, question: str) -> _Cited | None:
+        """One sentence per 版权页 field the question names (「什么时候出版的？第几版？」 names two)."""
         if self.info is None:
             return None
-        q = question.upper()
+        q = rest = question.upper()
+        asked = []
         for words, names, template in FIELDS:
-            word = next((w for w in words if w.upper() in q), None)
-            if word is None:
-                continue
+            w = next((w for w in words if w.upper() in rest), None)
+            if w:  # blank the matched words out, so 「什么时候出版的」 is not also read as 「出版的」 (出版社)
+                asked.append((words, names, template, q.find(w.upper())))
+                rest = rest.replace(w.upper(), " ")
+        asked.sort(key=lambda a: a[3])
+        if not asked or len(_residual(q, *(w for a in asked for w in a[0]))) > 4:
+            return None
+        sentences: list[str] = []
+        cites: list[Citation] = []
+        for _words, names, template, _w in asked:
             value = next((self.info.fields[n] for n in names if self.info.fields.get(n)), None)
-            if value is None or len(_residual(q, *words)) > 4:
+            found = self._cite_value(value) if value else ()
+            if not found:
                 return None
-            cites = self._cite_value(value)
-            return _Cited(f"{template.format(v=value)}{_marks(cites)}。", cites) if cites else None
-        return None
+            numbered = _renumber(found, cites)
+            cites += [c for c in numbered if c not in cites]
+            sentences.append(f"{template.format(v=value)}{_marks(numbered)}。")
+        return _Cited("".join(sentences), tuple(cites))
 
     def _cite_value(self, value: str) -> tuple[Citation, ...]:
         """The 版权页 line that shows `value`, or one line showing all its parts (e.g. two publishers), or one
@@ -303,6 +314,19 @@ def _entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
     return find_span(chunk.text, f"{entry.number}{entry.title}") or (
         find_span(chunk.text, entry.title) if len(entry.title) >= 6 else None
     )
+
+
+def _renumber(found: Sequence[Citation], have: Sequence[Citation]) -> list[Citation]:
+    """`found` numbered after `have`, reusing the number of an identical quote already cited."""
+    out: list[Citation] = []
+    n = len(have)
+    for c in found:
+        same = next((h for h in have if h.chunk.id == c.chunk.id and h.quote == c.quote), None)
+        if same is None:
+            n += 1
+            same = Citation(n, c.chunk, c.quote, c.score)
+        out.append(same)
+    return out
 
 
 def _line_with_all(chunk: Chunk, parts: Sequence[str]) -> str | None:
