@@ -43,6 +43,10 @@ class Block:
     start: int  # char offsets into Document.text
     end: int
     is_heading: bool = False
+    # Captions and footnotes are moved out of the body flow (to the end of their section), so their offsets
+    # may fall on a later page than the one they were printed on; `page` keeps the page they were found on.
+    page: str | None = None
+    page_estimated: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,152 @@
+"""Corpus files → Documents with printed pages, section headings, 目录 and 版权页 (txt, md, pdf).
+
+Page numbers in text files (see README "Page numbers / 页码"): a form feed starts a new page; a line
+`<!-- page 12 -->` says the text after it is on printed page 12 (later form feeds count on: 13, 14 …);
+without either, pages are estimated from sentences split by blank lines, anchored on the 目录.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from rag.book import parse_copyright, parse_toc
+from rag.errors import CorpusError
+from rag.layout import lay_out
+from rag.pages import RawPage, next_label
+from rag.text import normalize
+from rag.types import Document
+
+FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".pdf": "pdf"}
+PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s*[:：]?\s*(\S+?)\s*-->\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    documents: tuple[Document, ...]
+    skipped: tuple[tuple[str, str], ...]  # (file name relative to its corpus root, reason in Chinese)
+
+
+def load_corpus(paths: Sequence[Path]) -> Corpus:
+    """Every supported file under `paths` in sorted order; unsupported or unreadable ones are listed in
+    `skipped` with the reason. Raises CorpusError when a path is missing or nothing readable is found."""
+    files = _list_files(paths)
+    documents, skipped = [], []
+    for path, root in files:
+        name = _relative(path, root)
+        if path.suffix.lower() not in FORMATS:
+            skipped.append((name, f"不支持的文件类型“{path.suffix or '无扩展名'}”（支持 .txt、.md、.pdf）"))
+            continue
+        try:
+            documents.append(read_document(path, root))
+        except CorpusError as exc:
+            skipped.append((name, str(exc)))
+    if not documents:
+        where = "、".join(str(p) for p in paths)
+        detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
+        raise CorpusError(f"语料 {where} 中没有可读取的文件（{detail}）。请放入 .txt、.md 或 .pdf 格式的教材文件。")
+    return Corpus(tuple(documents), tuple(skipped))
+
+
+def _list_files(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """(file, root) pairs; hidden files (.gitkeep, .DS_Store) are not part of a corpus."""
+    if not paths:
+        raise CorpusError("没有指定语料路径。请用 --corpus 或环境变量 RAG_CORPUS 指定教材文件或文件夹。")
+    out: list[tuple[Path, Path]] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise CorpusError(f"语料路径不存在：{p}。请检查 --corpus 参数或环境变量 RAG_CORPUS。")
+        if p.is_file():
+            out.append((p, p.parent))
+            continue
+        found = [f for f in p.rglob("*") if f.is_file() and not _hidden(f, p)]
+        out += [(f, p) for f in sorted(found, key=lambda f: f.relative_to(p).as_posix())]
+    return out
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def read_document(path: Path, root: Path) -> Document:
+    """One file → Document. Raises CorpusError (naming the file) when it cannot be read or has no text."""
+    name = _relative(Path(path), Path(root))
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise CorpusError(f"不支持的文件类型：{name}（支持 .txt、.md、.pdf）。")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"无法读取文件 {name}：{exc.strerror or exc}。请检查文件权限。") from exc
+    if fmt == "pdf":
+        from rag.pdf import read_pdf_pages
+
+        raw = read_pdf_pages(data, name)
+    else:
+        raw = split_text_pages(_decode(data, name))
+    layout = lay_out(raw, markdown=fmt == "markdown")
+    if not layout.original.strip():
+        raise CorpusError(f"文件 {name} 中没有可提取的文字（可能是扫描版 PDF 或空文件）。")
+    info = parse_copyright(layout.copyright_text, name) if layout.copyright_text else None
+    return Document(
+        source=name,
+        checksum=hashlib.sha256(data).hexdigest(),
+        title=_title(info, layout.blocks, layout.original, Path(path).stem),
+        text=normalize(layout.original),
+        original=layout.original,
+        pages=layout.pages,
+        blocks=layout.blocks,
+        toc=parse_toc(layout.toc_text),
+        info=info,
+    )
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 (with or without BOM), else GB18030 — the two encodings Chinese text files come in."""
+    if b"\x00" in data:
+        raise CorpusError(f"文件 {name} 不是文本文件（含有二进制内容）。请另存为 UTF-8 编码的 .txt。")
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise CorpusError(f"文件 {name} 的编码无法识别。请另存为 UTF-8 编码。")
+
+
+def split_text_pages(text: str) -> list[RawPage]:
+    """Pages of a text file: form feeds break pages, `<!-- page N -->` sets the printed label."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\f" not in text and not any(PAGE_MARKER.match(ln) for ln in text.split("\n")):
+        return [RawPage(text)]
+    pages: list[RawPage] = []
+    label, counted = "1", True
+    for k, sheet in enumerate(text.split("\f")):
+        if k:
+            label = next_label(label)
+        buf: list[str] = []
+        for line in sheet.split("\n"):
+            m = PAGE_MARKER.match(line)
+            if not m:
+                buf.append(line)
+                continue
+            if any(b.strip() for b in buf):
+                pages.append(RawPage("\n".join(buf), label, "label", counted))
+            buf, label, counted = [], m.group(1), False
+        pages.append(RawPage("\n".join(buf), label, "label", counted))
+    return pages
+
+
+def _title(info, blocks, original: str, stem: str) -> str:  # type: ignore[no-untyped-def]
+    """书名 from the 版权页, else the first heading, else the file name."""
+    if info and info.fields.get("书名"):
+        return info.fields["书名"]
+    heading = next((b for b in blocks if b.is_heading), None)
+    return original[heading.start:heading.end].strip("# ") if heading else stem
