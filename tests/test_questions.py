@@ -217,7 +217,7 @@ def test_page_rule_on_known_breaks() -> None:
 
 
 def test_paraphrases_share_no_word_with_their_evidence() -> None:
-    """A paraphrase tests semantic retrieval only if BM25 cannot match it: no jieba word (2+ chars) in common."""
+    """A paraphrase tests semantic retrieval only if BM25 cannot match it: no common jieba word."""
     import jieba
 
     tok = jieba.Tokenizer()
