@@ -9,11 +9,12 @@ Conventions of the file (one JSON object per line):
   any of them (enumerations spread over several paragraphs list one string per paragraph).
 - `answer_phrases`: what a correct answer must contain; for list questions every item of the enumeration.
   Compare ignoring whitespace (the 版权页 writes "2015 年 2 月").
-- `section`: the innermost heading of the first evidence as printed in the book, or the named front-matter
-  part (版权页, 序言, 目录); `page`: the printed page label of the first evidence. The excerpt carries no page
-  numbers, so body pages follow the project's estimation rule (rag/types.py, PageSource "estimated"): 第一章
-  starts on the page the 目录 gives, and every blank-line gap that splits running text mid-sentence is a page
-  break.
+- `section`: the innermost heading of the first evidence as printed in the book (without the "◇ " ornament,
+  as section paths carry it), or the named front-matter part (版权页, 序言, 目录).
+- `page`: the printed page label of the first evidence. The excerpt carries no page numbers, so body pages
+  follow the project's estimation rule (rag/types.py, PageSource "estimated"): 第一章 starts on the page the
+  目录 gives, and every blank-line gap that splits running text mid-sentence is a page break. A caption or
+  footnote keeps the page it is printed on.
 - `out_of_scope`: not answerable from the loaded text; `pointer` names the 目录 chapter (› section) covering it.
 """
 
@@ -100,7 +101,7 @@ def heading_path(offset: int) -> list[str]:
         for level, pattern in enumerate(HEADINGS, start=1):
             if pattern.fullmatch(text):
                 levels = {k: v for k, v in levels.items() if k < level}
-                levels[level] = text
+                levels[level] = text.removeprefix("◇ ")  # an ornament, not part of the heading
     return [levels[k] for k in sorted(levels)]
 
 
@@ -213,7 +214,7 @@ def test_page_rule_on_known_breaks() -> None:
     assert page_of(TEXT.index("安源路矿\n")) == "3" and page_of(TEXT.index("工人俱乐部，")) == "4"
     assert page_of(TEXT.index("^① 《习近平谈治国理政》")) == page_of(TEXT.index("开展群众工作，解决民生问题"))
     path = heading_path(TEXT.index("（一）推动经济社会发展") + 12)
-    assert path[-2:] == ["◇ 三、群众工作的作用", "（一）推动经济社会发展"]
+    assert path[-2:] == ["三、群众工作的作用", "（一）推动经济社会发展"]
 
 
 def test_paraphrases_share_no_word_with_their_evidence() -> None:
