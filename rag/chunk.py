@@ -36,6 +36,8 @@ def chunk_document(doc: Document, settings: ChunkSettings) -> list[Chunk]:
     chunks: list[Chunk] = []
     seen: set[str] = set()
     for group in _groups(doc.blocks):
+        if len(group) == 1 and group[0].is_heading:
+            continue  # a heading directly followed by a sub-heading: its words are in every chunk's path
         units = [u for b in group for u in _units(doc, b, settings.max_chars)]
         for start, end in _pack(units, settings):
             chunk = _make_chunk(doc, group[0], start, end, len(chunks))

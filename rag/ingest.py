@@ -21,6 +21,8 @@ from rag.text import normalize
 from rag.types import Document
 
 FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".pdf": "pdf"}
+# A word list for the tokenizer kept beside the book (read by the index build), not a document of the corpus.
+LEXICON_FILE = "lexicon.txt"
 PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s*[:：]?\s*(\S+?)\s*-->\s*$", re.I)
 
 
@@ -28,15 +30,20 @@ PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s*[:：]?\s*(\S+?)\s*-->\s*$", re.I)
 class Corpus:
     documents: tuple[Document, ...]
     skipped: tuple[tuple[str, str], ...]  # (file name relative to its corpus root, reason in Chinese)
+    lexicons: tuple[Path, ...] = ()  # corpus-root lexicon.txt word lists, set aside (not documents)
 
 
 def load_corpus(paths: Sequence[Path]) -> Corpus:
     """Every supported file under `paths` in sorted order; unsupported or unreadable ones are listed in
-    `skipped` with the reason. Raises CorpusError when a path is missing or nothing readable is found."""
+    `skipped` with the reason, a root-level lexicon.txt in `lexicons`. Raises CorpusError when a path is
+    missing or nothing readable is found."""
     files = _list_files(paths)
-    documents, skipped = [], []
+    documents, skipped, lexicons = [], [], []
     for path, root in files:
         name = _relative(path, root)
+        if name == LEXICON_FILE:
+            lexicons.append(path)
+            continue
         if path.suffix.lower() not in FORMATS:
             skipped.append((name, f"不支持的文件类型“{path.suffix or '无扩展名'}”（支持 .txt、.md、.pdf）"))
             continue
@@ -48,7 +55,7 @@ def load_corpus(paths: Sequence[Path]) -> Corpus:
         where = "、".join(str(p) for p in paths)
         detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
         raise CorpusError(f"语料 {where} 中没有可读取的文件（{detail}）。请放入 .txt、.md 或 .pdf 格式的教材文件。")
-    return Corpus(tuple(documents), tuple(skipped))
+    return Corpus(tuple(documents), tuple(skipped), tuple(lexicons))
 
 
 def _list_files(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
