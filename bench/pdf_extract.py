@@ -28,7 +28,8 @@ LINES_PER_PAGE = 38
 
 def write_pdf(path: Path, pages: Sequence[Sequence[str]], labels: Sequence[tuple[int, str, int]] = (),
               footers: Sequence[str | None] = ()) -> Path:
-    """One PDF page per item of `pages` (lines drawn top-down); `labels` = (page index, style "ARABIC"/"ROMAN_LOWER", start)."""
+    """One PDF page per item of `pages` (lines drawn top-down), an optional footer line on each, and page
+    labels as (first page index, style "ARABIC" / "ROMAN_LOWER", start number)."""
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.cidfonts import UnicodeCIDFont

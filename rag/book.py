@@ -41,7 +41,8 @@ def find_front_matter(lines: list[str]) -> tuple[list[Zone], int]:
     page, 版权页 (found by its keywords), 序言/前言, 目录 (a heading followed by rows with page numbers).
     """
     toc = _find_toc(lines)
-    preface = next((i for i, ln in enumerate(lines[: toc[0] if toc else len(lines)]) if PREFACE_RE.match(ln)), None)
+    head = lines[: toc[0]] if toc else lines
+    preface = next((i for i, ln in enumerate(head) if PREFACE_RE.match(ln)), None)
     if toc is None and preface is None:
         return [], 0
     body_start = toc[1] if toc else _next_heading(lines, preface + 1)

@@ -103,7 +103,8 @@ def _pack(units: list[_Unit], settings: ChunkSettings) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     cur: list[_Unit] = []
     for u in units:
-        if cur and (u.end - cur[0].start > settings.max_chars or cur[-1].end - cur[0].start >= settings.target_chars):
+        too_long = u.end - cur[0].start > settings.max_chars if cur else False
+        if cur and (too_long or cur[-1].end - cur[0].start >= settings.target_chars):
             spans.append((cur[0].start, cur[-1].end))
             cur = _overlap(cur, u, settings)
         cur.append(u)

@@ -71,7 +71,8 @@ class _Writer:
         if self.pos and not self.parts[-1].endswith("\n"):
             self.write("\n")
 
-    def block(self, kind: Kind, section: tuple[str, ...], text: str, page: int, heading: bool = False) -> None:
+    def block(self, kind: Kind, section: tuple[str, ...], text: str, page: int,
+              heading: bool = False) -> None:
         self.close()
         self.newline()
         start = self.pos
@@ -117,7 +118,8 @@ def lay_out(raw_pages: Sequence[RawPage], markdown: bool = False) -> Layout:
     """Re-lay the pages of one file; see the module docstring for what moves where."""
     raw_pages = strip_running_lines(list(raw_pages))
     table = PageTable.from_raw(raw_pages)
-    lines = [_Line(t, k if table.explicit else -1) for k, rp in enumerate(raw_pages) for t in rp.text.split("\n")]
+    lines = [_Line(t, k if table.explicit else -1)
+             for k, rp in enumerate(raw_pages) for t in rp.text.split("\n")]
     zones, body_start = find_front_matter([ln.text for ln in lines])
     cjk = _mostly_cjk("".join(ln.text for ln in lines))
     for i in range(len(lines)):

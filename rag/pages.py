@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from rag.book import CHAPTER_RE, SECTION_RE
 from rag.text import squeeze
 from rag.types import Page, PageSource
 
@@ -89,16 +90,24 @@ def _edge_indices(lines: list[str]) -> list[int]:
 
 
 def _drop_repeated(split: list[list[str]], edges: list[list[int]], n: int) -> None:
-    """A short first/last line seen on many pages (digits ignored) is a running header or footer."""
+    """A short first/last line seen on several pages (digits ignored) is a running header or footer. Chapter
+    titles repeat only over their chapter's pages, hence a low threshold (3, or 5% of a long book)."""
     def key(s: str) -> str:
         return re.sub(r"\d+", "#", squeeze(s))
 
-    counts = Counter(key(split[k][i]) for k in range(n) for i in edges[k] if 0 < len(split[k][i].strip()) <= 40)
-    threshold = max(3, int(0.4 * n))
+    counts = Counter(key(split[k][i]) for k in range(n) for i in edges[k]
+                     if 0 < len(split[k][i].strip()) <= 40)
+    threshold = max(3, n // 20)
+    seen: set[str] = set()
     for k in range(n):
         for i in edges[k]:
-            if split[k][i].strip() and counts[key(split[k][i])] >= threshold:
-                split[k][i] = ""
+            line = split[k][i]
+            if not line.strip() or counts[key(line)] < threshold:
+                continue
+            if key(line) not in seen and (CHAPTER_RE.match(line) or SECTION_RE.match(line)):
+                seen.add(key(line))  # the chapter's own heading, repeated as the running header after it
+                continue
+            split[k][i] = ""
 
 
 def _consistent(printed: list[str | None]) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_page_split_sentence_is_whole_with_both_pages(chunks: list[Chunk], phras
 
 def test_front_matter_and_toc_are_searchable_chunks(chunks: list[Chunk]) -> None:
     copyright_ = [c for c in chunks if c.section == ("版权页",)]
-    assert copyright_ and all(c.kind == "front" and c.page == "版权页" and not c.page_estimated for c in copyright_)
+    assert copyright_
+    assert all(c.kind == "front" and c.page == "版权页" and not c.page_estimated for c in copyright_)
     assert any("定价：33.00 元" in c.text for c in copyright_)
     toc = [c for c in chunks if c.kind == "toc"]
     assert toc and all(c.page == "目录" for c in toc)
@@ -137,3 +139,20 @@ def test_chunk_corpus_concatenates_documents_in_order(tmp_path: Path) -> None:
     chunks = chunk_corpus(load_corpus([tmp_path]).documents, SETTINGS)
     assert [c.source for c in chunks] == ["a.txt", "b.txt"]
     assert chunks[0].id != chunks[1].id and chunks[0].page is None
+
+
+def test_chunks_command_prints_section_paths_and_pages(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from rag.commands import chunks as command
+
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    assert command.run(parser.parse_args(["chunks", "--corpus", str(CORPUS), "--section", "历史地位"])) == 0
+    out = capsys.readouterr()
+    assert "二、群众工作的历史地位" in out.out and "约第3–4页" in out.out
+    assert "第一节 党的群众工作的地位与作用 › 二、群众工作的历史地位" in out.out
+    assert "（一）推动经济社会发展" not in out.out and "段（1 个文件）" in out.err
+    assert command.run(parser.parse_args(["chunks", "--corpus", str(CORPUS), "--kind", "toc", "--json"])) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows and all(r["kind"] == "toc" and r["page"] == "目录" for r in rows)

@@ -146,3 +146,18 @@ def test_shipped_corpus_sets_the_lexicon_aside() -> None:
     assert [d.source for d in corpus.documents] == ["qunzhong-gongzuo-excerpt.txt"]
     assert corpus.skipped == ()
     assert [p.name for p in corpus.lexicons] in ([], ["lexicon.txt"])  # a word list, reported, not a document
+
+
+def test_running_headers_and_footer_numbers_of_a_pdftotext_file(tmp_path: Path) -> None:
+    sheets = []
+    for k in range(1, 9):
+        header = "做好新形势下的群众工作" if k % 2 == 0 else "第一章 做好群众工作是中国共产党人的历史责任"
+        end = "。" if k == 8 else ""
+        sheets.append(f"{header}\n\n第{k}页的句子，接着写到下一页{end}\n\n{k + 10}")
+    (tmp_path / "book.txt").write_text("\f".join(sheets), encoding="utf-8")
+    doc = read_document(tmp_path / "book.txt", tmp_path)
+    assert [(p.label, p.source) for p in doc.pages] == [(str(k + 10), "printed") for k in range(1, 9)]
+    assert doc.original.count("做好新形势下的群众工作") == 0  # the running header is gone
+    heading, paragraph = doc.original.split("\n")
+    assert heading == "第一章 做好群众工作是中国共产党人的历史责任"  # the chapter's own heading stays, once
+    assert paragraph.startswith("第1页的句子，接着写到下一页第2页的句子") and paragraph.endswith("下一页。")

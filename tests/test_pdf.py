@@ -50,7 +50,8 @@ def test_printed_footer_numbers_replace_the_page_index(tmp_path: Path) -> None:
     body = [["第一章 总论", "群众工作是党的生命线。"], ["第二段在第十一页。"], ["第三段在第十二页。"]]
     path = write_pdf(tmp_path / "plain.pdf", body, footers=["— 10 —", "— 11 —", "— 12 —"])
     doc = read_document(path, tmp_path)
-    assert [(p.label, p.source) for p in doc.pages] == [("10", "printed"), ("11", "printed"), ("12", "printed")]
+    assert [(p.label, p.source) for p in doc.pages] == [
+        ("10", "printed"), ("11", "printed"), ("12", "printed")]
     path = write_pdf(tmp_path / "bare.pdf", body)
     assert [(p.label, p.source) for p in read_document(path, tmp_path).pages] == [
         ("1", "index"), ("2", "index"), ("3", "index")]
