@@ -1,0 +1,249 @@
+"""Building the index folder: corpus → chunks → vectors (cached by content) + BM25 → a new folder, swapped in.
+
+The new index is written into a sibling folder (`index.building-<pid>`) and only renamed into place once every
+file and the manifest are complete, so a failed or interrupted build leaves the previous index serving. On Linux
+the swap is one atomic renameat2(RENAME_EXCHANGE); elsewhere two renames, with the old folder kept until the new
+one is in place. Same inputs give the same chunk ids, the same files and therefore the same manifest checksums.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rag import index as ix
+from rag.config import Settings
+from rag.lexical import Lexical, build_lexicon, read_word_list, write_lexicon
+from rag.types import Chunk, Document
+
+HAND_LEXICON = "lexicon.txt"  # a hand-kept word list in a corpus folder, merged into the book lexicon
+LIBRARIES = ("faiss-cpu", "bm25s", "jieba", "numpy", "sentence-transformers", "transformers", "torch")
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    index_dir: Path
+    documents: int
+    chunks: int
+    embedded: int  # chunks whose vectors were computed now
+    cached: int  # chunks whose vectors came from the embedding cache
+    lexicon_words: int
+    skipped: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def build(settings: Settings, *, embedder=None, progress: bool = False) -> BuildReport:
+    from rag.chunk import chunk_corpus
+    from rag.ingest import load_corpus
+    from rag.text import Tokenizer
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    corpus = load_corpus(list(settings.corpus))
+    docs = tuple(d for d in corpus.documents if d.source != HAND_LEXICON)  # a word list, not a book
+    chunks = chunk_corpus(docs, settings.chunk)
+    lap("ingest+chunk")
+    if embedder is None:
+        from rag.embed import load_embedder
+
+        embedder = load_embedder(settings.model)
+    lap("model")
+    words = book_lexicon(docs, settings.corpus)
+    tokenizer = Tokenizer(words)
+    lexical = Lexical.build([ix.passage_text(c) for c in chunks], tokenizer)
+    lap("lexical")
+    cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
+    vectors, computed = embed_chunks(chunks, embedder, cache, progress)
+    lap("embed")
+    toc = tuple(t for d in docs for t in d.toc)
+    info = next((d.info for d in docs if d.info is not None), None)
+    skipped = tuple(f"{name}：{reason}" for name, reason in corpus.skipped)
+    manifest = base_manifest(settings, embedder, docs, chunks, words, skipped)
+    write_index(settings.index_dir, chunks, vectors, lexical, words, toc, info, manifest)
+    lap("write")
+    return BuildReport(settings.index_dir, len(docs), len(chunks), computed, len(chunks) - computed, len(words),
+                       skipped, timings)
+
+
+def book_lexicon(documents: Sequence[Document], corpus_roots: Sequence[Path]) -> list[str]:
+    """Quoted terms, short headings and 目录 titles of the books, plus each corpus folder's lexicon.txt."""
+    headings = [d.text[b.start:b.end] for d in documents for b in d.blocks if b.is_heading]
+    headings += [t.title for d in documents for t in d.toc]
+    hand = [w for root in corpus_roots if (root / HAND_LEXICON).is_file()
+            for w in read_word_list(root / HAND_LEXICON)]
+    return build_lexicon((d.text for d in documents), headings, hand)
+
+
+def embed_chunks(chunks: Sequence[Chunk], embedder, cache: Path | None,
+                 progress: bool = False) -> tuple[np.ndarray, int]:
+    """Passage vectors of the chunks, reusing cached rows keyed by model fingerprint + passage-text hash."""
+    texts = [ix.passage_text(c) for c in chunks]
+    keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    missing = []
+    for i, key in enumerate(keys):
+        hit = _cache_get(cache, key, embedder.dim)
+        if hit is None:
+            missing.append(i)
+        else:
+            vectors[i] = hit
+    if missing:
+        fresh = embedder.encode_passages([texts[i] for i in missing], progress=progress)
+        for i, row in zip(missing, fresh):
+            vectors[i] = row
+            _cache_put(cache, keys[i], row)
+    return vectors, len(missing)
+
+
+def _cache_get(cache: Path | None, key: str, dim: int) -> np.ndarray | None:
+    if cache is None or not (cache / f"{key}.npy").is_file():
+        return None
+    try:
+        row = np.load(cache / f"{key}.npy", allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a damaged cache entry is simply recomputed
+    return row if row.shape == (dim,) and row.dtype == np.float32 else None
+
+
+def _cache_put(cache: Path | None, key: str, row: np.ndarray) -> None:
+    if cache is None:
+        return
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{key}.{os.getpid()}.npy"
+        np.save(tmp, np.asarray(row, dtype=np.float32), allow_pickle=False)
+        os.replace(tmp, cache / f"{key}.npy")
+    except OSError:
+        pass  # the cache only saves time; a read-only disk must not fail the build
+
+
+# --- the manifest -----------------------------------------------------------------------------------------
+
+def base_manifest(settings: Settings, embedder, docs: Sequence[Document], chunks: Sequence[Chunk],
+                  words: Sequence[str], skipped: Sequence[str]) -> dict[str, Any]:
+    files = ix.corpus_files(settings.corpus)
+    kinds: dict[str, int] = {}
+    for c in chunks:
+        kinds[c.kind] = kinds.get(c.kind, 0) + 1
+    return {
+        "format": ix.FORMAT,
+        "model": ix.expected_model(embedder),
+        "chunk": asdict(settings.chunk),
+        "passage_recipe": ix.PASSAGE_RECIPE,
+        "corpus": {"files": files, "checksum": ix.corpus_checksum(files),
+                   "documents": {d.source: d.checksum for d in docs}, "skipped": list(skipped)},
+        "lexicon": {"file": ix.LEXICON, "words": len(words)},
+        "counts": {"documents": len(docs), "chunks": len(chunks), "kinds": dict(sorted(kinds.items())),
+                   "toc_entries": sum(len(d.toc) for d in docs)},
+        "libraries": {"python": platform.python_version(), **{n: _version(n) for n in LIBRARIES}},
+        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# --- writing and swapping ---------------------------------------------------------------------------------
+
+def write_index(target: Path, chunks, vectors, lexical: Lexical, words, toc, info,
+                manifest: dict[str, Any]) -> None:
+    """Write every file into a fresh sibling folder, then swap it in; on any failure the old index stays."""
+    import faiss
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(target)
+    tmp = target.with_name(f"{target.name}.building-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        # Exact inner-product search over L2-normalised rows = cosine similarity. A book is a few hundred
+        # chunks: a flat index answers in well under a millisecond with no recall loss, so no IVF/HNSW.
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        faiss.write_index(flat, str(tmp / ix.VECTORS))
+        _write_json(tmp / ix.CHUNKS, [ix.chunk_to_dict(c) for c in chunks])
+        _write_json(tmp / ix.BOOK, ix.book_to_dict(toc, info))
+        write_lexicon(words, tmp / ix.LEXICON)
+        lexical.save(tmp / ix.BM25_DIR)
+        manifest = {**manifest, "files": _file_table(tmp)}
+        manifest["lexicon"]["sha256"] = manifest["files"][ix.LEXICON]["sha256"]
+        _write_json(tmp / ix.MANIFEST, manifest, indent=2)
+        _swap_in(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a swap it holds the previous index (or nothing)
+
+
+def _write_json(path: Path, data: Any, indent: int | None = None) -> None:
+    if isinstance(data, list):  # one row per line: readable, diffable, deterministic
+        text = "[\n" + ",\n".join(json.dumps(d, ensure_ascii=False) for d in data) + "\n]\n"
+    else:
+        text = json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": ix.sha256_file(p)}
+            for p in files}
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(new, target)
+    elif not _exchange(new, target):
+        old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+        os.rename(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Folders left by builds that were killed outright (SIGKILL, power loss): their process is gone."""
+    for path in target.parent.glob(f"{target.name}.building-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

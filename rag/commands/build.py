@@ -1,0 +1,43 @@
+"""python -m rag build: corpus → chunks → vectors + BM25 → embeddings/index/ (idempotent, atomic swap)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rag.config import ModelSettings, Settings
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("build", help="构建（或重建）检索索引：分段、向量化、BM25，原子替换旧索引")
+    p.add_argument("--corpus", type=Path, action="append", default=None, metavar="PATH",
+                   help="教材文件或文件夹（可重复；默认 corpus/）")
+    p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
+    p.add_argument("--model", default=None, metavar="PATH", help="sentence-transformers 模型目录（默认内置模型）")
+    p.add_argument("--quiet", action="store_true", help="不显示进度条")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with --corpus/--index/--model on top (shared by build/search/eval)."""
+    s = Settings.from_env()
+    model = ModelSettings(args.model, s.model.batch_size, s.model.device) if getattr(args, "model", None) else None
+    corpus = tuple(args.corpus) if getattr(args, "corpus", None) else None
+    return s.with_overrides(index_dir=getattr(args, "index", None), model=model, corpus=corpus)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rag.index import build_index
+
+    settings = settings_from_args(args)
+    start = time.perf_counter()
+    report = build_index(settings, progress=not args.quiet)
+    total = time.perf_counter() - start
+    print(f"索引已写入 {report.index_dir}")
+    print(f"  文档 {report.documents} 个，段落 {report.chunks} 个（新编码 {report.embedded}，缓存复用 "
+          f"{report.cached}），词典 {report.lexicon_words} 个词")
+    for skipped in report.skipped:
+        print(f"  跳过 {skipped}")
+    timings = "，".join(f"{k} {v:.1f} 秒" for k, v in report.timings.items())
+    print(f"  用时 {total:.1f} 秒（{timings}）")
+    return 0

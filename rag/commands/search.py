@@ -1,0 +1,105 @@
+"""python -m rag search: ranked passages for a question (or a batch of them), as text or JSON.
+
+JSON per query (other tools and tests rely on it): {"query": str, "hits": [{"rank", "chunk_id", "score", "text",
+"section", "page", "page_end", "page_estimated", "kind", "source"}]}; `section` is the full path joined by " › ".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from rag.commands.build import settings_from_args
+from rag.errors import InputError
+from rag.text import one_line
+from rag.types import Hit
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("search", help="检索与问题最相关的段落（不生成回答）")
+    p.add_argument("question", nargs="?", help="问题，如“什么是党的群众工作？”")
+    p.add_argument("-k", type=int, default=None, help="返回的段落数（默认 5）")
+    p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
+    p.add_argument("--model", default=None, metavar="PATH", help="嵌入模型目录（须与构建索引时一致）")
+    p.add_argument("--history", action="append", default=[], metavar="上一问",
+                   help="此前的提问（可重复，按时间顺序），用于理解“它”“这一章”等追问")
+    p.add_argument("--json", action="store_true", help="输出 JSON（每个问题一行）")
+    p.add_argument("--batch", type=Path, default=None, metavar="FILE",
+                   help='批量检索：每行一个 JSON 对象 {"question": …, "history": […]} 或一行一个问题')
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    c = hit.chunk
+    return {"rank": hit.rank, "chunk_id": c.id, "score": round(hit.score, 6), "text": c.text,
+            "section": c.section_path, "page": c.page, "page_end": c.page_end,
+            "page_estimated": c.page_estimated, "kind": c.kind, "source": c.source}
+
+
+def read_batch(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """(question, history) per non-blank line: a JSON object, or the line itself as the question."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"无法读取批量问题文件 {path}：{exc}。请提供 UTF-8 编码的文本文件。") from exc
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                item = json.loads(line)
+                yield str(item["question"]), [str(h) for h in item.get("history") or []]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"{path} 第 {n} 行不是有效的 JSON 问题对象（{type(exc).__name__}）："
+                                 '应为 {"question": "…", "history": ["…"]}。') from exc
+        else:
+            yield line.strip(), []
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.question is None) == (args.batch is None):
+        raise InputError("请给出一个问题，或用 --batch FILE 指定批量问题文件（二者选一）。")
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline.load(settings_from_args(args))
+    if args.batch is None:
+        show(pipeline, args.question, args.history, args.k, args.json)
+        return 0
+    for question, history in read_batch(args.batch):
+        try:
+            hits = pipeline.search(question, history, args.k)
+        except InputError as exc:  # one bad line must not stop the batch; it keeps its place in the output
+            print(json.dumps({"query": question, "hits": [], "error": str(exc)}, ensure_ascii=False))
+            continue
+        print(json.dumps({"query": question, "hits": [hit_json(h) for h in hits]}, ensure_ascii=False))
+    return 0
+
+
+def page_label(hit: Hit) -> str:
+    """"第 3–4 页（估计）", or a named page such as "版权页"."""
+    c = hit.chunk
+    if not c.page:
+        return "页码未知"
+    if not c.page.isdigit():
+        return c.page
+    pages = c.page if not c.page_end or c.page_end == c.page else f"{c.page}–{c.page_end}"
+    return f"第 {pages} 页" + ("（估计）" if c.page_estimated else "")
+
+
+def show(pipeline, question: str, history: list[str], k: int | None, as_json: bool) -> None:
+    query = pipeline.retriever.resolve(question, history)
+    hits = pipeline.retriever.search_query(query.text, k)
+    if as_json:
+        print(json.dumps({"query": question, "hits": [hit_json(h) for h in hits]}, ensure_ascii=False))
+        return
+    for notice in query.notices:
+        print(f"提示：{notice}", file=sys.stderr)
+    if query.expanded:
+        print(f"（结合上文理解为：{query.text}）")
+    if not hits:
+        print("没有找到相关段落。")
+    for h in hits:
+        print(f"[{h.rank}] {h.score:.4f}  {h.chunk.section_path or h.chunk.source}  {page_label(h)}  [{h.chunk.kind}]")
+        print(f"    {one_line(h.chunk.text)[:160]}")

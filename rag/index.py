@@ -1,0 +1,260 @@
+"""The index: a self-describing folder with FAISS vectors, a BM25 index, the chunk table and a manifest.
+
+Layout of `embeddings/index/` (every file is listed in manifest.json with its size and sha256):
+    manifest.json   model (name, weights fingerprint, dim, prompts), chunk settings, corpus checksums, counts …
+    vectors.faiss   FAISS IndexFlatIP; row i is chunk i of chunks.json
+    chunks.json     the chunk table (text, section path, pages, offsets)
+    book.json       the 目录 rows and the 版权页 fields
+    lexicon.txt     the jieba user dictionary the BM25 index was built with (loaded again at query time)
+    bm25/           the bm25s index files
+
+Loading checks the manifest against the configured model and settings and every file against its checksum; it
+never rebuilds. Building lives in rag/build.py (`build_index` below is its entry point).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rag.config import DEFAULT_MODEL_DIR, ROOT, Settings
+from rag.errors import REBUILD_COMMAND, IndexCorruptError, IndexMismatchError, IndexMissingError
+from rag.lexical import Lexical, read_word_list
+from rag.types import BookInfo, Chunk, TocEntry
+
+FORMAT = 1
+# What is embedded for a chunk: its section path on the first line, then its text. Part of the manifest, so
+# changing the recipe makes old indexes refuse to load instead of silently mixing two kinds of vectors.
+PASSAGE_RECIPE = "section-path+text/v1"
+MANIFEST, VECTORS, CHUNKS, BOOK, LEXICON, BM25_DIR = (
+    "manifest.json", "vectors.faiss", "chunks.json", "book.json", "lexicon.txt", "bm25")
+
+
+def passage_text(chunk: Chunk) -> str:
+    """The text embedded (and BM25-indexed) for a chunk: the section path gives a short passage its topic."""
+    path = " › ".join(chunk.section)
+    return f"{path}\n{chunk.text}" if path else chunk.text
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def rebuild_command(settings: Settings) -> str:
+    """The exact command that rebuilds the index these settings point at."""
+    parts = []
+    if settings.index_dir.resolve() != (ROOT / "embeddings" / "index").resolve():
+        parts.append(f"--index {settings.index_dir}")
+    if Path(settings.model.name).expanduser().resolve() != DEFAULT_MODEL_DIR.resolve():
+        parts.append(f"--model {settings.model.name}")
+    if tuple(p.resolve() for p in settings.corpus) != ((ROOT / "corpus").resolve(),):
+        parts.extend(f"--corpus {p}" for p in settings.corpus)
+    if not parts:
+        return REBUILD_COMMAND
+    return " ".join([".venv/bin/python -m rag build", *parts])
+
+
+class Index:
+    """A loaded (or freshly built) index, read-only and safe to share between threads."""
+
+    def __init__(self, chunks: tuple[Chunk, ...], vectors, lexical: Lexical, tokenizer,
+                 toc: tuple[TocEntry, ...] = (), info: BookInfo | None = None,
+                 manifest: dict[str, Any] | None = None, folder: Path | None = None) -> None:
+        self.chunks = chunks
+        self.toc = toc
+        self.info = info
+        self.manifest = manifest or {}
+        self.folder = folder
+        self.tokenizer = tokenizer  # the jieba tokenizer with the book lexicon (also used for highlighting)
+        self._faiss = vectors
+        self._lexical = lexical
+        self._row = {c.id: i for i, c in enumerate(chunks)}
+        self._vectors = vectors.reconstruct_n(0, vectors.ntotal) if vectors.ntotal else np.zeros((0, vectors.d))
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, chunk_id: str) -> Chunk:
+        return self.chunks[self._row[chunk_id]]
+
+    def dense(self, qvec: np.ndarray, n: int) -> list[tuple[int, float]]:
+        """Top-n (row, cosine) by exact inner product search over the normalised passage vectors."""
+        n = min(n, len(self.chunks))
+        if n <= 0:
+            return []
+        scores, rows = self._faiss.search(np.asarray(qvec, dtype=np.float32).reshape(1, -1), n)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+    def dense_scores(self, qvec: np.ndarray) -> np.ndarray:
+        """Cosine of the query with every row (for fusing a lexical-only candidate with its dense score)."""
+        return self._vectors @ np.asarray(qvec, dtype=np.float32).reshape(-1)
+
+    def lexical(self, query: str, n: int) -> list[tuple[int, float]]:
+        """Top-n (row, BM25 score) with a positive score."""
+        return self._lexical.search(query, n)
+
+    def lexical_scores(self, query: str) -> np.ndarray:
+        return self._lexical.scores(query)
+
+    def neighbours(self, chunk_id: str) -> tuple[Chunk, ...]:
+        """The chunks just before and after this one in the same document (either may be missing)."""
+        row = self._row[chunk_id]
+        me = self.chunks[row]
+        around = (self.chunks[r] for r in (row - 1, row + 1) if 0 <= r < len(self.chunks))
+        return tuple(c for c in around if c.source == me.source and abs(c.ordinal - me.ordinal) == 1)
+
+    @classmethod
+    def load(cls, folder: Path, settings: Settings, embedder) -> Index:
+        """Open an index folder after checking it was built for this model and these settings."""
+        manifest = read_manifest(folder, settings)
+        check_manifest(manifest, folder, settings, embedder)
+        verify_files(manifest, folder, settings)
+        return _open(folder, manifest, settings)
+
+
+def build_index(settings: Settings, *, embedder=None, progress: bool = False):
+    """Build the index of settings.corpus into settings.index_dir (atomic swap); see rag.build."""
+    from rag.build import build  # ingest, chunking and the model are needed to build, not to load
+
+    return build(settings, embedder=embedder, progress=progress)
+
+
+def corpus_files(roots: Sequence[Path]) -> dict[str, str]:
+    """sha256 of every file under the corpus roots (hidden files aside), keyed "<root name>/<relative path>"."""
+    found: dict[str, str] = {}
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            rel = path.relative_to(root.parent if root.is_file() else root)
+            if not any(part.startswith(".") for part in rel.parts):
+                found[f"{root.name}/{rel.as_posix()}" if root.is_dir() else rel.as_posix()] = sha256_file(path)
+    return found
+
+
+def corpus_checksum(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def corpus_stale(settings: Settings, manifest: dict[str, Any] | None = None) -> str | None:
+    """What changed in the corpus folders since the index was built (added/removed/changed files), or None."""
+    if manifest is None:
+        manifest = read_manifest(settings.index_dir, settings)
+    built = manifest.get("corpus", {}).get("files", {})
+    try:
+        now = corpus_files(settings.corpus)
+    except OSError as exc:
+        return f"无法读取语料 {', '.join(map(str, settings.corpus))}：{exc}"
+    changed = {n for n in now.keys() & built.keys() if now[n] != built[n]}
+    parts = [f"{label} {'、'.join(sorted(names))}" for label, names in
+             (("新增", now.keys() - built.keys()), ("删除", built.keys() - now.keys()), ("修改", changed)) if names]
+    return "语料已变化：" + "；".join(parts) if parts else None
+
+
+# --- loading and checking ---------------------------------------------------------------------------------
+
+def read_manifest(folder: Path, settings: Settings) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IndexMissingError(f"没有找到索引：{path} 不存在。请先构建索引：{rebuild_command(settings)}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["files"]  # noqa: B018 — a manifest without its file list is as broken as unreadable JSON
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexCorruptError(f"索引清单 {path} 无法读取（{type(exc).__name__}）。"
+                                f"请重建索引：{rebuild_command(settings)}") from exc
+    return manifest
+
+
+def expected_model(embedder) -> dict[str, Any]:
+    return {"name": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim,
+            "prompts": embedder.prompts}
+
+
+def differences(manifest: dict[str, Any], settings: Settings, embedder) -> list[str]:
+    """What differs between the index and the configuration, in words (empty when they agree)."""
+    found = []
+    if manifest.get("format") != FORMAT:
+        found.append(f"索引格式版本 {manifest.get('format')}，程序需要 {FORMAT}")
+    model, want = manifest.get("model", {}), expected_model(embedder)
+    if model.get("fingerprint") != want["fingerprint"]:
+        found.append(f"模型不同：索引用 {model.get('name')}（指纹 {str(model.get('fingerprint'))[:12]}），"
+                     f"当前配置 {want['name']}（指纹 {want['fingerprint'][:12]}）")
+    for key, label in (("dim", "向量维度"), ("prompts", "查询/段落前缀")):
+        if model.get(key) != want[key]:
+            found.append(f"{label}不同：索引 {model.get(key)!r}，当前 {want[key]!r}")
+    chunk = manifest.get("chunk", {})
+    for key, value in asdict(settings.chunk).items():
+        if chunk.get(key) != value:
+            found.append(f"分段设置 {key} 不同：索引 {chunk.get(key)!r}，当前 {value!r}")
+    if manifest.get("passage_recipe") != PASSAGE_RECIPE:
+        found.append(f"段落编码方式不同：索引 {manifest.get('passage_recipe')!r}，当前 {PASSAGE_RECIPE!r}")
+    return found
+
+
+def check_manifest(manifest: dict[str, Any], folder: Path, settings: Settings, embedder) -> None:
+    found = differences(manifest, settings, embedder)
+    if found:
+        raise IndexMismatchError(f"索引 {folder / MANIFEST} 与当前配置不一致：" + "；".join(found)
+                                 + f"。请重建索引：{rebuild_command(settings)}")
+
+
+def verify_files(manifest: dict[str, Any], folder: Path, settings: Settings) -> None:
+    """Every file of the manifest exists with its recorded size and checksum (a truncated copy is caught)."""
+    for name, meta in sorted(manifest["files"].items()):
+        path = folder / name
+        fix = f"请重建索引：{rebuild_command(settings)}"
+        if not path.is_file():
+            raise IndexCorruptError(f"索引文件 {path} 缺失。{fix}")
+        size = path.stat().st_size
+        if size != meta["bytes"]:
+            raise IndexCorruptError(f"索引文件 {path} 已损坏：大小 {size} 字节，清单记录 {meta['bytes']} 字节。{fix}")
+        if sha256_file(path) != meta["sha256"]:
+            raise IndexCorruptError(f"索引文件 {path} 已损坏：校验和与清单 {MANIFEST} 不符。{fix}")
+
+
+def _open(folder: Path, manifest: dict[str, Any], settings: Settings) -> Index:
+    import faiss
+
+    from rag.text import Tokenizer
+
+    try:
+        chunks = tuple(chunk_from_dict(d) for d in json.loads((folder / CHUNKS).read_text(encoding="utf-8")))
+        toc, info = book_from_dict(json.loads((folder / BOOK).read_text(encoding="utf-8")))
+        vectors = faiss.read_index(str(folder / VECTORS))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexCorruptError(f"索引 {folder} 的文件无法读取（{type(exc).__name__}: {str(exc)[:120]}）。"
+                                f"请重建索引：{rebuild_command(settings)}") from exc
+    if vectors.ntotal != len(chunks):
+        raise IndexCorruptError(f"索引文件 {folder / VECTORS} 有 {vectors.ntotal} 个向量，{CHUNKS} 有 "
+                                f"{len(chunks)} 个段落。请重建索引：{rebuild_command(settings)}")
+    tokenizer = Tokenizer(read_word_list(folder / LEXICON))
+    lexical = Lexical.load(folder / BM25_DIR, tokenizer)
+    return Index(chunks, vectors, lexical, tokenizer, toc, info, manifest, folder)
+
+
+# --- (de)serialising the tables -----------------------------------------------------------------------------
+
+def chunk_to_dict(chunk: Chunk) -> dict[str, Any]:
+    d = asdict(chunk)
+    d["section"] = list(chunk.section)
+    return d
+
+
+def chunk_from_dict(d: dict[str, Any]) -> Chunk:
+    return Chunk(**{**d, "section": tuple(d["section"])})
+
+
+def book_to_dict(toc: tuple[TocEntry, ...], info: BookInfo | None) -> dict[str, Any]:
+    return {"toc": [asdict(t) for t in toc], "info": asdict(info) if info else None}
+
+
+def book_from_dict(d: dict[str, Any]) -> tuple[tuple[TocEntry, ...], BookInfo | None]:
+    toc = tuple(TocEntry(**t) for t in d.get("toc", []))
+    info = BookInfo(**d["info"]) if d.get("info") else None
+    return toc, info

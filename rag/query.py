@@ -1,0 +1,148 @@
+"""Question preparation: clean what the user typed, Traditional → Simplified, shorten, and resolve follow-ups.
+
+Runs before any retrieval, so the retriever, the answerer and the UI all see the same cleaned question.
+Follow-up expansion is rule-based (no LLM): a short or pronoun-led question borrows its topic from the
+previous user turn, e.g. history ["什么是党的群众工作？"] + "它的历史地位是什么？" →
+"党的群众工作的历史地位是什么？".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+from rag.errors import InputError
+
+EMPTY_MESSAGE = "请输入问题。问题为空或只包含空白、控制字符，例如可以问：什么是党的群众工作？"
+
+# ANSI/VT escape sequences (CSI … final byte, OSC … BEL/ST, and two-byte ESC x) pasted from a terminal.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A cleaned question ready for retrieval; `notices` are told to the user (e.g. it was shortened)."""
+
+    text: str
+    original: str
+    notices: tuple[str, ...] = ()
+    converted: bool = False  # Traditional characters were turned into Simplified ones
+    truncated: bool = False
+    expanded: bool = False  # a follow-up whose reference was filled in from the history
+
+
+@lru_cache(maxsize=1)
+def _converter():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def clean(text: str) -> str:
+    """Drop escape sequences and invisible characters (NUL, zero-width, bidi controls); collapse whitespace."""
+    text = _ANSI.sub("", text)
+    kept = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch.isspace():
+            kept.append(" ")
+        elif cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            continue  # control, format (zero-width, bidi, BOM, soft hyphen), surrogate, private, unassigned
+        else:
+            kept.append(ch)
+    return _SPACE.sub(" ", "".join(kept)).strip()
+
+
+def prepare(question: str, max_chars: int) -> Query:
+    """Cleaned, simplified and length-limited question; raises InputError when nothing usable is left."""
+    text = clean(question or "")
+    if not text:
+        raise InputError(EMPTY_MESSAGE)
+    notices: list[str] = []
+    simplified = _converter().convert(text)
+    converted = simplified != text
+    if converted:
+        notices.append("已将繁体字转换为简体字后检索。")
+    truncated = len(simplified) > max_chars
+    if truncated:
+        simplified = simplified[:max_chars].rstrip()
+        notices.append(f"输入过长，已截取前 {max_chars} 字。")
+    return Query(simplified, question, tuple(notices), converted, truncated)
+
+
+# --- follow-ups -------------------------------------------------------------------------------------------
+
+# Leading words that point back at the previous turn; longest first so "这一章" wins over "这".
+_PRONOUNS = ("这一部分", "这一章", "这一节", "这一条", "这一点", "这部分", "这方面", "这几点", "这些", "那些",
+             "这个", "那个", "这种", "这章", "这节", "它们", "他们", "她们", "该", "它", "他", "她", "其", "此",
+             "这", "那")
+_NOT_PRONOUN = ("其他", "其实", "其余", "此外", "这样", "那样", "那么", "这么", "那里", "这里")
+_CONNECTIVES = ("那么", "还有", "另外", "此外", "然后", "那", "再")
+_ORDINAL = re.compile(r"第[一二三四五六七八九十\d]+(?:点|条|个|项|方面|部分)")
+# Question words and particles: what is left after removing them is the topic of a question.
+_QWORDS = re.compile(
+    r"请问|请你|请|介绍一下|介绍|简述|说说|谈谈|讲讲|解释一下|解释|具体|详细|主要讲了|主要讲|讲的是什么|讲了什么|讲什么|"
+    r"讲的是|讲了|是什么时候|什么时候|哪一年|哪几个|哪几|哪里|哪儿|"
+    r"是什么|是指什么|指的是什么|指什么|有哪些|有什么|包括哪些|包括什么|是哪些|是谁|是哪|怎么样|怎样|如何|"
+    r"怎么|为什么|为何|什么是|何为|什么|哪些|哪个|多少|几个|几|吗|呢|吧|啊|的内容|内容|呀"
+)
+# "群众工作的核心是什么？" → "那它的实质呢？" asks about another attribute of 群众工作, not of its 核心.
+_ATTRIBUTE = re.compile(r"的(?:核心|实质|本质|根本目的|目的|作用|功能|地位|历史地位|内涵|含义|意义|概念|定义|特点|"
+                        r"要求|任务|原则|方法|基础|途径|内容)$")
+_PUNCT = re.compile(r"[\s\W_]+")
+
+
+def _topic(question: str) -> str:
+    """What a question is about, e.g. "什么是党的群众工作？" → "党的群众工作"."""
+    return _PUNCT.sub("", _QWORDS.sub("", question))
+
+
+def _strip_connective(text: str) -> str:
+    for word in _CONNECTIVES:
+        if text.startswith(word) and not text.startswith(_NOT_PRONOUN) and len(text) > len(word):
+            return text[len(word):].lstrip("，, ")
+    return text
+
+
+def _leading_pronoun(text: str) -> str | None:
+    if text.startswith(_NOT_PRONOUN):
+        return None
+    return next((p for p in _PRONOUNS if text.startswith(p)), None)
+
+
+def is_followup(question: str) -> bool:
+    """A question that cannot stand alone: pronoun-led, an ordinal ("第二点"), a connective, or nearly empty."""
+    text = question.strip()
+    body = _strip_connective(text)
+    return (
+        body != text
+        or text.startswith(("其他", "其余"))
+        or _leading_pronoun(body) is not None
+        or bool(_ORDINAL.search(text)) and len(_topic(_ORDINAL.sub("", text))) <= 4
+        or len(_topic(text)) <= 2
+    )
+
+
+def expand_followup(question: str, history: Sequence[str] = ()) -> str:
+    """The question with what it refers to filled in from the history (oldest first); unchanged otherwise."""
+    if not history or not is_followup(question):
+        return question
+    # The referent of a chain of follow-ups is the last question that stood on its own: after
+    # ["历史地位有哪几个方面？", "第一个方面讲的是什么？"], "那第三个方面呢？" is about 历史地位, not the first aspect.
+    anchor = next((h for h in reversed(history) if not is_followup(h)), history[-1])
+    topic = _topic(anchor)
+    if not topic:
+        return question
+    body = _strip_connective(question.strip())
+    pronoun = _leading_pronoun(body)
+    if pronoun is not None:
+        rest = body[len(pronoun):]
+        if rest.startswith("的"):
+            topic = _ATTRIBUTE.sub("", topic) or topic
+        joiner = "的" if pronoun == "其" and rest[:1] not in ("的", "中", "") else ""  # 其作用 → …的作用
+        return f"{topic}{joiner}{rest}"
+    return f"{topic} {body}"
