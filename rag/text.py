@@ -41,15 +41,16 @@ def is_cjk(ch: str) -> bool:
     return 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF
 
 
-def _norm_char(ch: str) -> str:
-    o = ord(ch)
-    if 0xFF01 <= o <= 0xFF5E:  # full-width ASCII → half-width
-        return chr(o - 0xFEE0)
-    if o in _SPACE_LIKE or ch in "\t\r\v\f":
-        return " "
-    if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf"):
-        return " "
-    return ch
+def _table() -> dict[int, str]:
+    """One str.translate table: full-width ASCII → half-width; odd spaces, control and format chars → space."""
+    table = {o: chr(o - 0xFEE0) for o in range(0xFF01, 0xFF5F)}
+    table |= {o: " " for o in _SPACE_LIKE}
+    controls = [o for o in range(0x10000) if unicodedata.category(chr(o)) in ("Cc", "Cf")]
+    table |= {o: " " for o in controls + list(range(0xE0000, 0xE0080)) if o != 0x0A}
+    return table
+
+
+_TABLE = _table()
 
 
 def normalize(s: str) -> str:
@@ -58,7 +59,7 @@ def normalize(s: str) -> str:
     Newlines are kept (they separate paragraphs). The result maps char for char onto `s`, so any span found in
     it is also the span of the original text.
     """
-    return "".join(_norm_char(ch) for ch in s)
+    return s.translate(_TABLE)
 
 
 def compact(s: str) -> tuple[str, list[int]]:
@@ -104,8 +105,7 @@ def find_compact(haystack: str, needle: str, start: int = 0) -> tuple[int, int] 
 
 def ends_sentence(s: str, marks: str = SENTENCE_END) -> bool:
     """True when `s` (ignoring trailing spaces, closing quotes and brackets) ends with one of `marks`."""
-    t = normalize(s).rstrip()
-    t = t.rstrip(CLOSERS + " ")
+    t = normalize(s[-12:].rstrip()).rstrip(CLOSERS + " ")
     return bool(t) and t[-1] in normalize(marks)
 
 
