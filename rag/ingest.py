@@ -18,7 +18,7 @@ from rag.errors import CorpusError
 from rag.layout import lay_out
 from rag.pages import RawPage, next_label
 from rag.text import normalize
-from rag.types import Document
+from rag.types import Block, BookInfo, Document
 
 FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".pdf": "pdf"}
 # A word list for the tokenizer kept beside the book (read by the index build), not a document of the corpus.
@@ -151,7 +151,7 @@ def split_text_pages(text: str) -> list[RawPage]:
     return pages
 
 
-def _title(info, blocks, original: str, stem: str) -> str:  # type: ignore[no-untyped-def]
+def _title(info: BookInfo | None, blocks: Sequence[Block], original: str, stem: str) -> str:
     """书名 from the 版权页, else the first heading, else the file name."""
     if info and info.fields.get("书名"):
         return info.fields["书名"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rag.book import AFTERWORD_RE, CHAPTER_RE, PREFACE_RE, SECTION_RE, Zone, find_front_matter, parse_toc
-from rag.pages import PageTable, RawPage, strip_running_lines
+from rag.pages import ROMAN, PageTable, RawPage, strip_running_lines
 from rag.text import CLAUSE_END, ends_sentence, is_cjk, squeeze
 from rag.types import Block, Kind, Page
 
@@ -24,8 +24,8 @@ _CN_ITEM = re.compile(r"^[一二三四五六七八九十]+、")
 _CN_PAREN = re.compile(r"^[（(][一二三四五六七八九十]+[）)]")
 _CAPTION = re.compile(r"^[▲△]|^图\s*\d+([-—.．]\d+)?\s")
 _CREDIT = re.compile(r"^[（(][^（()）]{1,40}(/|／)?(摄|供图|绘)[）)]$")
-_FOOTNOTE = re.compile(r"^\^?[①-⑳]\s*(《|\S.*(出版社|第\s*\d+\s*页|版))|^\^[①-⑳]|^注\s*[:：]")
-_PAGE_NUMBER = re.compile(r"^[-—–\s]*(\d{1,4}|[ivxlcdm]{1,7})[-—–\s]*$", re.I)
+_FOOTNOTE = re.compile(r"^\^[①-⑳]|^[①-⑳]\s*(《|\S.*(出版社|\d{4}\s*年\s*版|第\s*\d+\s*页))|^注\s*[:：]")
+_PAGE_NUMBER = re.compile(rf"^[-—–\s]*(\d{{1,4}}|{ROMAN})[-—–\s]*$", re.I)
 _LIST_ITEM = re.compile(r"^([-*•·]\s|\d+[.、)）]|[（(]\d+[）)]|[①-⑳])")
 SHORT = 40  # a heading line is at most this long
 

@@ -14,7 +14,9 @@ from rag.book import CHAPTER_RE, SECTION_RE
 from rag.text import squeeze
 from rag.types import Page, PageSource
 
-_NUMBER_LINE = re.compile(r"^[-—–·\s]*(?:第\s*)?(\d{1,4}|[ivxlcdm]{1,7})(?:\s*页)?[-—–·\s]*$", re.I)
+# A well-formed roman numeral (so that "did" or "mild" alone on a line is not taken for a page number).
+ROMAN = r"(?=[ivxlcdm])m{0,3}(?:cm|cd|d?c{0,3})(?:xc|xl|l?x{0,3})(?:ix|iv|v?i{0,3})"
+_NUMBER_LINE = re.compile(rf"^[-—–·\s]*(?:第\s*)?(\d{{1,4}}|{ROMAN})(?:\s*页)?[-—–·\s]*$", re.I)
 _ROMAN = {"i": 1, "v": 5, "x": 10, "l": 50, "c": 100, "d": 500, "m": 1000}
 
 
