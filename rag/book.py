@@ -135,6 +135,17 @@ def parse_toc(text: str) -> tuple[TocEntry, ...]:
     return tuple(entries)
 
 
+def anchor_page(toc: tuple[TocEntry, ...], heading: str) -> str | None:
+    """The 目录's page for the first body heading ("第一章 …" → "1"): the row with that heading, else the
+    first chapter row, else the first row; None without a 目录."""
+    key = fold(heading)
+    for entry in toc:
+        if key and (fold(entry.heading) == key or (entry.number and key.startswith(fold(entry.number)))):
+            return entry.page
+    chapter = next((e for e in toc if e.level == 1 and e.number), None)
+    return (chapter or toc[0]).page if toc else None
+
+
 def _toc_entry(body: str, page: str, parent: str) -> TocEntry:
     m = CHAPTER_RE.match(body)
     if m:

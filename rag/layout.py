@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rag.book import AFTERWORD_RE, CHAPTER_RE, PREFACE_RE, SECTION_RE, Zone, find_front_matter, parse_toc
+from rag.book import (AFTERWORD_RE, CHAPTER_RE, PREFACE_RE, SECTION_RE, Zone, anchor_page, find_front_matter,
+                      parse_toc)
 from rag.pages import ROMAN, PageTable, RawPage, strip_running_lines
 from rag.text import CLAUSE_END, ends_sentence, is_cjk, squeeze
 from rag.types import Block, Kind, Page
@@ -126,7 +127,8 @@ def lay_out(raw_pages: Sequence[RawPage], markdown: bool = False) -> Layout:
         _classify(lines, i, markdown, cjk)
     toc = parse_toc(_zone_text(lines, zones, "目录"))
     if not table.explicit:
-        _infer_pages(lines, zones, body_start, table, toc[0].page if toc else None)
+        first = next((ln.label for ln in lines[body_start:] if ln.kind == "heading"), "")
+        _infer_pages(lines, zones, body_start, table, anchor_page(toc, first))
     w = _Writer(table)
     for zone in zones:
         _emit_zone(w, lines, zone)

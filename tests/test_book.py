@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.book import find_front_matter, parse_copyright, parse_toc
+from rag.book import anchor_page, find_front_matter, parse_copyright, parse_toc
 from rag.config import ROOT
 
 EXCERPT = ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt"
@@ -88,3 +88,11 @@ def test_no_front_matter_in_plain_text() -> None:
     assert find_front_matter(["第一章 总论", "正文。"]) == ([], 0)
     assert parse_toc("") == ()
     assert parse_copyright("", Path("x").name).fields == {}
+
+
+def test_anchor_page_is_the_toc_page_of_the_first_body_heading() -> None:
+    toc = parse_toc("目 录\n前 言·····\t001\n第一章\t总论 ·····\t005\n\t第一节 概念·····\t005\n第二章\t方法·····\t020")
+    assert anchor_page(toc, "第一章 总论") == "5"
+    assert anchor_page(toc, "第二章 方法") == "20"
+    assert anchor_page(toc, "") == "5"  # no heading known: the first chapter, not the 前言 row
+    assert anchor_page((), "第一章 总论") is None
