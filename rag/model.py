@@ -191,7 +191,6 @@ def write_model_dir(src: Source, out: Path) -> None:
                                                       "similarity_fn_name": "cosine"})
 
 
-
 # ---------------------------------------------------------------- provisioning
 
 
@@ -226,7 +225,8 @@ def _up_to_date(target: Path) -> bool:
 def _file_table(root: Path) -> dict[str, dict]:
     table = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
         table[path.relative_to(root).as_posix()] = {"sha256": digest, "size": path.stat().st_size}
     return table
 
