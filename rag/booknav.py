@@ -183,30 +183,52 @@ class Topic:
     term: str  # the quoted or residual topic words, for the answer sentence
 
 
-def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapter_first: bool = False
-                ) -> Topic | None:
-    """The 目录 row whose title best covers the question's topic (IDF-weighted char bigrams), if good enough."""
+def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapter_first: bool = False,
+                balanced: bool = False) -> Topic | None:
+    """The 目录 row whose title best covers the question's topic (IDF-weighted char bigrams), if good enough;
+    `balanced` also asks the title to be about little else (for refusal pointers)."""
     rows = [e for e in toc if e.title]
     if not rows:
         return None
-    quoted = _QUOTED.search(question)
-    if quoted:
-        term = quoted.group(1)
+    for term in _quoted_terms(question, rows):
         hits = [e for e in rows if squeeze(term)[0] in squeeze(e.title)[0]]
         if hits:
             return Topic(_prefer(hits, question, chapter_first), 1.0, term)
     term = ask_residual(unicodedata.normalize("NFKC", question))
-    grams = bigrams(term)
+    grams = _grams(term)
     if not grams:
         return None
-    titles = [bigrams(e.title) for e in rows]
-    idf = {g: math.log((len(rows) + 1) / (1 + sum(g in t for t in titles))) + 0.1 for g in grams}
-    total = sum(idf.values())
-    scored = [(sum(idf[g] for g in grams & t) / total, e) for t, e in zip(titles, rows)]
+    titles = [_grams(e.title) for e in rows]
+    idf = {g: math.log((len(rows) + 1) / (1 + sum(g in t for t in titles))) + 0.1 for g in grams.union(*titles)}
+    scored = [(_match(grams, t, idf, balanced), e) for t, e in zip(titles, rows)]
     best = max(s for s, _ in scored)
     if best < min_score:
         return None
     return Topic(_prefer([e for s, e in scored if s >= best - 1e-9], question, chapter_first), best, term)
+
+
+def _quoted_terms(question: str, rows: Sequence[TocEntry]) -> list[str]:
+    """Terms the question quotes, then the book's own quoted terms (「“网络群工”」) the question uses unquoted."""
+    asked = [m.group(1) for m in _QUOTED.finditer(question)]
+    flat = squeeze(question)[0]
+    named = [m.group(1) for e in rows for m in _QUOTED.finditer(e.title) if squeeze(m.group(1))[0] in flat]
+    return asked + named
+
+
+def _grams(text: str) -> set[str]:
+    return bigrams(text.replace("的", ""))  # 「的」 only joins words: its bigrams would match by accident
+
+
+def _match(question: set[str], title: set[str], idf: dict[str, float], balanced: bool) -> float:
+    """IDF-weighted share of the question found in the title (recall); with `balanced`, the harmonic mean
+    with the share of the title found in the question, so a long title that merely contains the topic
+    (「努力提高做好新形势下群众工作的能力」) loses to one that is about it (「群众工作的新特点」)."""
+    shared = sum(idf[g] for g in question & title)
+    recall = shared / (sum(idf[g] for g in question) or 1)
+    if not balanced:
+        return recall
+    precision = shared / (sum(idf[g] for g in title) or 1)
+    return 2 * precision * recall / (precision + recall) if shared else 0.0
 
 
 def _prefer(entries: Sequence[TocEntry], question: str, chapter_first: bool) -> TocEntry:

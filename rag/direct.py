@@ -8,61 +8,15 @@ None for any other question, so the caller falls through to retrieval.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Sequence
 
 from rag.booknav import Chapter, Topic, chapters_of, cn_int, int_cn, loaded_parts, route, topic_match
-from rag.cite import find_span, line_span, make_citation, quote_line
+from rag.cite import find_span, line_span, make_citation
+from rag.frontmatter import Cited as _Cited, FrontMatter, marks as _marks
 from rag.types import Answer, BookInfo, Chunk, Citation, TocEntry
 
+POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question at a chapter/section
 NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
-
-# (question words, field names tried in BookInfo.fields, answer template). Order matters: 「第几次印刷」 must be
-# taken as 印次 before 「印刷」, 「哪一年出版」 as 出版时间 before 「出版」.
-FIELDS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
-    (("ISBN", "书号", "国际标准书号"), ("ISBN",), "本书的ISBN（书号）是{v}"),
-    (("定价", "价格", "多少钱", "售价", "价钱"), ("定价",), "本书定价{v}"),
-    (("字数", "多少字", "多少千字"), ("字数",), "本书字数为{v}"),
-    (("印数", "印了多少", "印量", "印多少"), ("印数",), "本书印数为{v}"),
-    (("印次", "第几次印刷", "几次印刷"), ("印次",), "本书印次为{v}"),
-    (("版次", "第几版", "哪一版", "几版"), ("版次",), "本书版次为{v}"),
-    (("开本",), ("开本",), "本书开本为{v}"),
-    (("印张",), ("印张",), "本书印张为{v}"),
-    (("责任编辑", "责编"), ("责任编辑",), "本书责任编辑是{v}"),
-    (("封面设计",), ("封面设计",), "本书封面设计是{v}"),
-    (("版式设计",), ("版式设计",), "本书版式设计是{v}"),
-    (("责任校对",), ("责任校对",), "本书责任校对是{v}"),
-    (("主编",), ("主编",), "本书主编是{v}"),
-    (("什么时候出版", "出版时间", "哪一年出版", "哪年出版", "何时出版", "出版日期", "出版年份", "哪一年", "哪年",
-      "什么时候"), ("出版时间", "出版日期", "出版年"), "本书出版时间是{v}"),
-    (("出版社", "哪家出版", "谁出版", "出版单位", "出版发行", "出版方", "出版的"), ("出版社", "出版发行", "出版者"),
-     "本书由{v}出版"),
-    (("编写单位", "组织编写", "编写", "谁编", "编者", "编撰", "编著", "作者", "谁写"),
-     ("编写单位", "组织编写", "编者", "著者", "作者"), "本书由{v}组织编写"),
-    (("印刷厂", "印刷单位", "哪里印", "谁印", "承印", "印刷"), ("印刷单位", "印刷", "印刷厂", "印制"), "本书由{v}印刷"),
-    (("经销", "发行"), ("经销", "发行"), "本书由{v}经销"),
-    (("核字", "CIP"), ("CIP 数据核字号", "CIP数据核字号", "CIP核字号", "核字号"), "本书CIP数据核字号为{v}"),
-    (("书名", "书的名字", "叫什么名字", "什么书", "书叫什么", "书的名称", "教材的名称", "教材叫什么"), ("书名",),
-     "本书书名为《{v}》"),
-)
-_BOOK_WORDS = re.compile(r"这本教材|本教材|该教材|这本书|本书|该书|此书|这部书|教材|图书|书")
-# Characters that carry no topic: question words, particles, punctuation. What remains is the real topic.
-_FILLER = set("的了是什么谁哪家个位在年月日时候何多少呢吗啊呀？?。，,！!：:请问一下说讲这本该此其即为由和与及都有被怎么样")
-
-
-def _residual(text: str, *remove: str) -> str:
-    for word in sorted(remove, key=len, reverse=True):
-        if word:
-            text = text.replace(word, "")
-    text = _BOOK_WORDS.sub("", text)
-    return "".join(ch for ch in text if ch not in _FILLER and not ch.isspace())
-
-
-@dataclass(frozen=True)
-class _Cited:
-    text: str
-    citations: tuple[Citation, ...]
-
 
 class BookFacts:
     """The 版权页 and 目录 of the loaded book, with the chunks they are cited from."""
@@ -76,19 +30,20 @@ class BookFacts:
         self.front_chunks = tuple(c for c in chunks if c.kind == "front")
         self.body = tuple(c for c in chunks if c.kind == "body")
         self.loaded = loaded_parts(self.body)
+        self.front = FrontMatter(info, self.front_chunks + self.toc_chunks, chunks)
 
     # --- public ---------------------------------------------------------------------------------------------
 
     def answer(self, question: str, history: Sequence[str] = ()) -> Answer | None:
         """A direct, cited answer when the question is about the book's front matter; None otherwise."""
-        found = self._field(question) or self._structure(question, history)
+        found = self.front.answer(question) or self._structure(question, history)
         if found is None or not found.citations:
             return None
         return Answer(question=question, text=found.text, citations=found.citations, mode="direct")
 
     def pointer(self, question: str) -> str | None:
         """The 目录 entry a question seems to be about, for a refusal: 「目录：第五章 …（第99页起）」."""
-        hit = topic_match(question, self.toc, min_score=0.34, chapter_first=True)
+        hit = topic_match(question, self.toc, min_score=POINTER_MATCH, chapter_first=True, balanced=True)
         if hit is None:
             return None
         where = self._path(hit.entry)
@@ -97,54 +52,6 @@ class BookFacts:
 
     def is_loaded(self, entry: TocEntry) -> bool:
         return self._is_loaded(entry)
-
-    # --- 版权页 --------------------------------------------------------------------------------------------
-
-    def _field(self, question: str) -> _Cited | None:
-        """One sentence per 版权页 field the question names (「什么时候出版的？第几版？」 names two)."""
-        if self.info is None:
-            return None
-        q = rest = question.upper()
-        asked = []
-        for words, names, template in FIELDS:
-            w = next((w for w in words if w.upper() in rest), None)
-            if w:  # blank the matched words out, so 「什么时候出版的」 is not also read as 「出版的」 (出版社)
-                asked.append((words, names, template, q.find(w.upper())))
-                rest = rest.replace(w.upper(), " ")
-        asked.sort(key=lambda a: a[3])
-        if not asked or len(_residual(q, *(w for a in asked for w in a[0]))) > 4:
-            return None
-        sentences: list[str] = []
-        cites: list[Citation] = []
-        for _words, names, template, _w in asked:
-            value = next((self.info.fields[n] for n in names if self.info.fields.get(n)), None)
-            found = self._cite_value(value) if value else ()
-            if not found:
-                return None
-            numbered = _renumber(found, cites)
-            cites += [c for c in numbered if c not in cites]
-            sentences.append(f"{template.format(v=value)}{_marks(numbered)}。")
-        return _Cited("".join(sentences), tuple(cites))
-
-    def _cite_value(self, value: str) -> tuple[Citation, ...]:
-        """The 版权页 line that shows `value`, or one line showing all its parts (e.g. two publishers), or one
-        line per part."""
-        chunks = self.front_chunks + self.toc_chunks
-        parts = [p for p in re.split(r"[、，,；;/]\s*", value) if p] or [value]
-        for chunk in chunks:
-            quote = quote_line(chunk, value) or _line_with_all(chunk, parts)
-            if quote:
-                cite = make_citation(1, chunk, quote, 1.0)
-                return (cite,) if cite else ()
-        cites: list[Citation] = []
-        for part in parts:
-            found = next(((c, q) for c in chunks if (q := quote_line(c, part))), None)
-            if found is None:
-                return ()
-            if all(c.quote != found[1] for c in cites):
-                cite = make_citation(len(cites) + 1, found[0], found[1], 1.0)
-                cites += [cite] if cite else []
-        return tuple(cites)
 
     # --- 目录 ----------------------------------------------------------------------------------------------
 
@@ -316,30 +223,6 @@ def _entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
     )
 
 
-def _renumber(found: Sequence[Citation], have: Sequence[Citation]) -> list[Citation]:
-    """`found` numbered after `have`, reusing the number of an identical quote already cited."""
-    out: list[Citation] = []
-    n = len(have)
-    for c in found:
-        same = next((h for h in have if h.chunk.id == c.chunk.id and h.quote == c.quote), None)
-        if same is None:
-            n += 1
-            same = Citation(n, c.chunk, c.quote, c.score)
-        out.append(same)
-    return out
-
-
-def _line_with_all(chunk: Chunk, parts: Sequence[str]) -> str | None:
-    for line in chunk.text.splitlines():
-        if line.strip() and all(find_span(line, p) for p in parts):
-            return line.strip()
-    return None
-
-
 def _q(title: str) -> str:
     """Quote a title: “…”, or 「…」 when the title itself contains “…”."""
     return f"「{title}」" if "“" in title else f"“{title}”"
-
-
-def _marks(cites: Sequence[Citation]) -> str:
-    return "".join(f"[{c.n}]" for c in cites)

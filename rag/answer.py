@@ -1,0 +1,211 @@
+"""Hits → Answer: a short Chinese answer whose every sentence cites a verbatim quote of the book.
+
+Order of decisions for one question: clean it (InputError when empty) → a direct answer from the 版权页/目录 when
+it asks about the book itself → retrieval → the refusal rule (out of scope: say so, point to the 目录) → the
+extractive answer (default) or, when an LLM is configured, the LLM's answer checked against the passages, with
+the extractive answer as the fallback. The refusal rule always runs before the LLM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, Sequence
+
+from rag.compose import Composer, compose
+from rag.config import Settings
+from rag.direct import BookFacts
+from rag.errors import LLMError
+from rag.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type, coverage,
+                         inline_list, question_terms)
+from rag.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
+from rag.query import Query, prepare
+from rag.types import Answer, Hit
+
+REFUSAL_TEXT = REFUSAL + "。"
+
+# Sentence score = W_DENSE·cosine(question, sentence) + W_COVER·weighted term coverage + W_RANK/hit rank.
+# Weights and thresholds chosen on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"): the gold sentence
+# ranks first for most answerable questions, and the refusal rule separates the out-of-scope ones.
+W_DENSE, W_COVER, W_RANK = 1.0, 0.1, 0.02
+W_TYPE = 0.05  # 「多少年」「什么时候」: a sentence with a number or a date is preferred
+W_LIST = 0.1  # list questions: a sentence that enumerates (「A、B、C」) is preferred
+# Refusal, measured on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"). Out-of-scope questions (weather,
+# recipes, sport) reach best-sentence cosines of 0.80–0.86 with almost none of their weighted terms in the book,
+# answerable ones 0.84–0.96; paraphrases have low term coverage but cosines ≥ 0.88. So: refuse when the best
+# sentence is both below MIN_DENSE and below MIN_COVERAGE. Second rule: the question is about a 目录 entry whose
+# text is not loaded (balanced title match ≥ UNLOADED_TOPIC, e.g. 「怎样健全和创新信访工作机制」 0.66, answerable
+# questions ≤ 0.56) and no sentence covers it nearly completely.
+MIN_DENSE = 0.87
+MIN_COVERAGE = 0.3
+UNLOADED_TOPIC = 0.6
+FULL_COVERAGE = 0.9
+CANDIDATE_HITS = 8  # passages whose sentences compete (the LLM sees the first settings.answer.passages)
+POOL_COVERAGE, POOL_EXTRA = 0.6, 3  # sentence-level lexical matches added to the retrieved passages
+
+
+@dataclass(frozen=True)
+class Plan:
+    question: str
+    query: Query
+    hits: tuple[Hit, ...] = ()
+    final: Answer | None = None  # direct answer or refusal: nothing more to do
+    extractive: Answer | None = None
+
+
+class Answerer:
+    """Read-only after construction and shared by all sessions (sentence vectors are cached under a lock)."""
+
+    def __init__(self, index, retriever, embedder, settings: Settings) -> None:
+        self.index = index
+        self.retriever = retriever
+        self.embedder = embedder
+        self.settings = settings
+        self.facts = BookFacts(index.toc, index.info, index.chunks)
+        self.store = SentenceStore(embedder, index.tokenizer, index.chunks)
+        self.llm = LLMClient(settings.llm) if settings.llm.enabled else None
+        self.verifier = Verifier(embedder)
+        self.composer = Composer(self.store, index.chunks, index.tokenizer)
+
+    def warm(self) -> None:
+        """Encode every chunk's sentences now (the app calls this once) instead of on first use."""
+        self.store.vectors(self.index.chunks)
+
+    # --- public ---------------------------------------------------------------------------------------------
+
+    def ask(self, question: str, history: Sequence[str] = (), **options: Any) -> Answer:
+        answer = None
+        for item in self.ask_stream(question, history, **options):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def ask_stream(self, question: str, history: Sequence[str] = (), **options: Any) -> Iterator[str | Answer]:
+        """Text pieces while an LLM writes (none in extractive mode), then always the final Answer."""
+        plan = self.plan(question, history)
+        if plan.final is not None:
+            yield plan.final
+            return
+        assert plan.extractive is not None
+        if self.llm is None or options.get("llm") is False:
+            yield plan.extractive
+            return
+        yield from self._with_llm(plan)
+
+    # --- planning -------------------------------------------------------------------------------------------
+
+    def plan(self, question: str, history: Sequence[str] = ()) -> Plan:
+        cleaned = prepare(question, self.settings.answer.max_question_chars)  # InputError when empty
+        turns = [prepare(h, self.settings.answer.max_question_chars).text for h in history if h and h.strip()]
+        query = self.retriever.resolve(question, turns)
+        resolved = query.text if query.text != cleaned.text else None
+        base = Answer(question=question, text="", citations=(), mode="extractive", notices=cleaned.notices,
+                      resolved_question=resolved)
+        direct = self.facts.answer(cleaned.text, turns)
+        if direct is not None:
+            return Plan(question, query, final=replace(base, text=direct.text, citations=direct.citations,
+                                                       mode="direct"))
+        items = self._ordinal_followup(cleaned.text, turns)
+        hits = tuple(self.retriever.search_query(query.text, k=max(CANDIDATE_HITS, self.settings.answer.passages)))
+        if items:
+            return Plan(question, query, hits, extractive=compose(base, items, REFUSAL_TEXT))
+        own = cleaned.text if resolved else None  # a follow-up's own words decide which sentence answers it
+        ranked = self._rank(query.text, hits, own)
+        if self._refuse(query.text, ranked):
+            refusal = replace(base, text=REFUSAL_TEXT, refused=True, pointer=self.facts.pointer(query.text))
+            return Plan(question, query, hits, final=refusal)
+        chosen = self.composer.choose(query.text, ranked)
+        return Plan(question, query, hits, extractive=compose(base, chosen, REFUSAL_TEXT))
+
+    def _rank(self, text: str, hits: Sequence[Hit], own: str | None = None) -> list[Scored]:
+        """Every body sentence of the hits, best first (目录 and 版权页 lines are the direct answers' job).
+
+        `own` is a follow-up's own wording: its terms, not the borrowed topic, measure the coverage."""
+        qterms = question_terms(self.index.tokenizer, own or text) or question_terms(self.index.tokenizer, text)
+        hits = self._pool(hits, qterms)
+        if not hits:
+            return []
+        qvec = self.embedder.encode_queries([text])[0]
+        listing = bool(LIST_QUESTION.search(text))
+        wants = answer_type(own or text)
+        vectors = self.store.vectors([h.chunk for h in hits])
+        scored: list[Scored] = []
+        for h in hits:
+            for i, (a, b) in enumerate(self.store.spans(h.chunk)):
+                s = Sentence(h.chunk, a, b, h.rank, h.score)
+                if s.text.rstrip().endswith(("？", "?")):
+                    continue  # the book's own rhetorical questions answer nothing
+                dense = float(vectors[h.chunk.id][i] @ qvec)
+                cov = coverage(self.store, qterms, self.store.terms(s))
+                bonus = (W_LIST if listing and inline_list(s.text) else 0.0) + (W_TYPE if wants(s.text) else 0.0)
+                scored.append(Scored(s, W_DENSE * dense + W_COVER * cov + W_RANK / h.rank + bonus, dense, cov))
+        return sorted(scored, key=lambda x: -x.score)
+
+    def _pool(self, hits: Sequence[Hit], qterms: frozenset[str]) -> list[Hit]:
+        """The body hits, plus any chunk holding a sentence that covers most of the question's terms (a cheap
+        sentence-level lexical search over the book, for answers retrieval ranked too low)."""
+        pool = [h for h in hits if h.chunk.kind not in ("toc", "front")]
+        have = {h.chunk.id for h in pool}
+        extra: list[tuple[float, Hit]] = []
+        for c in self.index.chunks:
+            if c.id in have or c.kind in ("toc", "front"):
+                continue
+            best = max((coverage(self.store, qterms, self.store.terms(Sentence(c, a, b, 0, 0.0)))
+                        for a, b in self.store.spans(c)), default=0.0)
+            if best >= POOL_COVERAGE:
+                extra.append((best, Hit(c, 0.0, len(hits) + 1)))
+        extra.sort(key=lambda x: -x[0])
+        return pool + [h for _, h in extra[:POOL_EXTRA]]
+
+    def _refuse(self, text: str, ranked: Sequence[Scored]) -> bool:
+        if not ranked:
+            return True
+        best = ranked[0]
+        if best.coverage < MIN_COVERAGE and best.dense < MIN_DENSE:
+            return True
+        return best.coverage < FULL_COVERAGE and self._names_unloaded_part(text)
+
+    def _names_unloaded_part(self, text: str) -> bool:
+        """The question matches a 目录 row whose text is not loaded, better than any row whose text is."""
+        from rag.booknav import topic_match
+
+        hit = topic_match(text, self.facts.toc, min_score=UNLOADED_TOPIC, chapter_first=True, balanced=True)
+        return hit is not None and not self.facts.is_loaded(hit.entry)
+
+    # --- follow-ups ---------------------------------------------------------------------------------------
+
+    def _ordinal_followup(self, text: str, history: Sequence[str]) -> list[Sentence]:
+        """「那第三个方面呢？」 after a list question: item three of the enumeration that question was answered
+        from (the list question is re-retrieved; no LLM)."""
+        m = ORDINAL_FOLLOWUP.search(text)
+        if not m or len(text) > 14:
+            return []
+        from rag.booknav import cn_int
+
+        n = cn_int(m.group(1)) or 0
+        for previous in reversed(history):
+            if not LIST_QUESTION.search(previous):
+                continue
+            ranked = self._rank(previous, self.retriever.search_query(previous, k=CANDIDATE_HITS))
+            items = self.composer.numbered_items(previous, ranked) if ranked else []
+            return [items[n - 1]] if 0 < n <= len(items) else []
+        return []
+
+    # --- LLM ------------------------------------------------------------------------------------------------
+
+    def _with_llm(self, plan: Plan) -> Iterator[str | Answer]:
+        assert self.llm is not None and plan.extractive is not None
+        passages = [h.chunk for h in plan.hits[: self.settings.answer.passages]]
+        pieces: list[str] = []
+        try:
+            for piece in self.llm.stream(build_messages(plan.query.text, passages)):
+                pieces.append(piece)
+                yield piece
+            checked = self.verifier.check("".join(pieces), passages)
+        except LLMError as exc:
+            notice = f"{exc}；已改用摘录式回答。"
+            yield replace(plan.extractive, notices=plan.extractive.notices + (notice,))
+            return
+        answer = llm_answer(plan.question, checked, plan.extractive.notices)
+        yield replace(answer, resolved_question=plan.extractive.resolved_question,
+                      pointer=self.facts.pointer(plan.query.text) if checked.refused else None)

@@ -1,0 +1,232 @@
+"""Sentence extraction for the default (no-LLM) answer: candidate sentences of the top hits, scored and chosen.
+
+A sentence is scored by the embedding similarity of the question to that one sentence (not to its whole chunk)
+and by how much of the question's weighted vocabulary it contains. Sentence vectors are computed once per chunk,
+on first use, and cached: the book is small, so after a few questions `ask` encodes only the question.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from rag.cite import squeeze
+from rag.lexical import terms
+from rag.text import SENTENCE_END, split_sentences
+from rag.types import Chunk
+
+# Lines that are headings, not sentences: 「◇ 二、群众工作的历史地位」「（一）推动经济社会发展」「第一节 …」「序 言」.
+_HEADING = re.compile(r"^(?:[◇◆●■□△▲]\s*)?(?:第[一二三四五六七八九十百\d]+[章节]|[一二三四五六七八九十]+、|"
+                      r"（[一二三四五六七八九十]+）|序\s*言|目\s*录|后\s*记)")
+_FOOTMARK = re.compile(r"^\^?[①-⑳]")
+_ENDS = SENTENCE_END + "：:”’」』）)】》\"'"  # a line ending in 「：」 introduces a list: not joined to it
+# Question words carry no topic; without them the weighted coverage measures the topic words only.
+QUESTION_WORDS = frozenset("""什么 哪些 哪个 哪几个 哪几 几个 多少 怎么 怎样 如何 为什么 是否 书中 书里 本书 这本书 指
+    方面 主要 具体 体现 包括 内容 含义 意思 作用 说 讲 谈 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
+    什么样 一种 要 呢 吗""".split())
+
+
+@dataclass(frozen=True)
+class Sentence:
+    chunk: Chunk
+    start: int  # offsets into chunk.text
+    end: int
+    rank: int  # rank of the chunk's hit (1 = best)
+    hit_score: float
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text[self.start : self.end]
+
+
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """Sentences of a chunk as spans of chunk.text: heading lines dropped, a line broken inside a sentence
+    joined again, a footnote mark (「^①」) kept with the sentence it follows. Captions are one sentence; the
+    目录 and 版权页 are read line by line."""
+    text = chunk.text
+    if chunk.kind in ("caption", "footnote"):
+        stripped = text.strip()
+        start = text.find(stripped)
+        return [(start, start + len(stripped))] if stripped else []
+    if chunk.kind in ("toc", "front"):
+        return [(a, b) for a, b in split_sentences(text)]
+    headings = {squeeze(h)[0] for h in chunk.section}
+    spans: list[list[int]] = []
+    for a, b in split_sentences(text):
+        mark = _FOOTMARK.match(text[a:b])
+        if mark and spans:
+            spans[-1][1] = a + mark.end()
+            a += mark.end()
+            if a >= b:
+                continue
+        last = text[spans[-1][0] : spans[-1][1]] if spans else ""
+        if last and not _ends(last) and not _is_heading(last, headings):
+            spans[-1][1] = b  # the previous line stopped mid-sentence (a page or line break)
+        else:
+            spans.append([a, b])
+    return [(a, b) for a, b in spans if not _is_heading(text[a:b], headings)]
+
+
+def _ends(piece: str) -> bool:
+    return piece.rstrip()[-1:] in _ENDS or bool(re.search(r"[①-⑳]$", piece.rstrip()))
+
+
+def _is_heading(piece: str, headings: set[str]) -> bool:
+    piece = piece.strip()
+    if _ends(piece) or len(piece) > 40:
+        return False
+    key = squeeze(piece)[0]
+    return bool(_HEADING.match(piece)) or any(key == h or key in h for h in headings)
+
+
+class SentenceStore:
+    """Per-chunk sentence spans, term sets and vectors, computed on first use and shared by all threads."""
+
+    def __init__(self, embedder, tokenizer, chunks: Sequence[Chunk]) -> None:
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self._spans: dict[str, list[tuple[int, int]]] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+        self._terms: dict[tuple[str, int], frozenset[str]] = {}
+        self._lock = threading.Lock()
+        self.idf = self._idf(chunks)
+
+    def _idf(self, chunks: Sequence[Chunk]) -> dict[str, float]:
+        df: dict[str, int] = {}
+        for c in chunks:
+            for t in set(terms(self.tokenizer, c.text)):
+                df[t] = df.get(t, 0) + 1
+        n = max(1, len(chunks))
+        self._idf_unknown = math.log((n + 1) / 0.5)
+        return {t: math.log((n + 1) / (d + 0.5)) for t, d in df.items()}
+
+    def weight(self, term: str) -> float:
+        return self.idf.get(term, self._idf_unknown)
+
+    def spans(self, chunk: Chunk) -> list[tuple[int, int]]:
+        found = self._spans.get(chunk.id)
+        if found is None:
+            found = sentence_spans(chunk)
+            self._spans[chunk.id] = found
+        return found
+
+    def terms(self, s: Sentence) -> frozenset[str]:
+        key = (s.chunk.id, s.start)
+        found = self._terms.get(key)
+        if found is None:
+            found = frozenset(terms(self.tokenizer, s.text))
+            self._terms[key] = found
+        return found
+
+    def vectors(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
+        """Sentence vectors per chunk id; the missing ones are encoded together in one batch."""
+        with self._lock:
+            missing = [c for c in dict.fromkeys(chunks) if c.id not in self._vectors]
+            texts = [c.text[a:b] for c in missing for a, b in self.spans(c)]
+            if texts:
+                encoded = self.embedder.encode_passages(texts)
+                i = 0
+                for c in missing:
+                    n = len(self.spans(c))
+                    self._vectors[c.id] = encoded[i : i + n]
+                    i += n
+            for c in missing:
+                self._vectors.setdefault(c.id, np.zeros((0, self.embedder.dim), dtype=np.float32))
+            return {c.id: self._vectors[c.id] for c in chunks}
+
+
+@dataclass(frozen=True)
+class Scored:
+    sentence: Sentence
+    score: float
+    dense: float
+    coverage: float
+
+
+def question_terms(tokenizer, question: str) -> frozenset[str]:
+    return frozenset(t for t in terms(tokenizer, question) if t not in QUESTION_WORDS)
+
+
+def coverage(store: SentenceStore, qterms: frozenset[str], have: frozenset[str]) -> float:
+    """IDF-weighted share of the question's terms found in a sentence (0..1)."""
+    total = sum(store.weight(t) for t in qterms)
+    return sum(store.weight(t) for t in qterms & have) / total if total else 0.0
+
+
+def near_duplicate(a: str, b: str) -> bool:
+    """Same sentence repeated by overlapping chunks, or one containing the other."""
+    ka, kb = squeeze(a)[0], squeeze(b)[0]
+    return ka in kb or kb in ka
+
+
+# --- choosing sentences -------------------------------------------------------------------------------------
+
+LIST_QUESTION = re.compile(r"哪几|哪些|有几|几个方面|几大|几点|几条|哪三|哪四|哪五|列举|包括什么|分别")
+ORDINAL_FOLLOWUP = re.compile(r"第([一二三四五六七八九十\d]+)(?:个方面|个|点|条|项|方面|部分)")
+_ITEM_FAMILIES = (
+    re.compile(r"^第([一二三四五六七八九十]+)[，,、]"),
+    re.compile(r"^（([一二三四五六七八九十]+)）"),
+    re.compile(r"^([一二三四五六七八九十]+)、"),
+    re.compile(r"^(首先|其次|再次|最后)[，,]"),
+)
+_SEQUENCE = {"首先": 1, "其次": 2, "再次": 3, "最后": 9}
+
+
+def inline_list(text: str) -> bool:
+    """A sentence that enumerates by itself: 「A、B、C」, 「有A，有B，有C」, 「“A”“B”“C”」."""
+    return text.count("、") >= 2 or text.count("，有") >= 2 or len(re.findall(r"“[^”]{1,8}”", text)) >= 3
+
+
+def section_sentences(store: SentenceStore, chunks: Sequence[Chunk], anchor: Chunk) -> list[Sentence]:
+    """Every sentence of the anchor's section (its body chunks in book order), each once."""
+    same = sorted((c for c in chunks if c.source == anchor.source and c.section == anchor.section
+                   and c.kind == "body"), key=lambda c: (c.ordinal, c.start))
+    seen: set[int] = set()
+    out: list[Sentence] = []
+    for c in same:
+        for a, b in store.spans(c):
+            if c.start + a not in seen:
+                seen.add(c.start + a)
+                out.append(Sentence(c, a, b, 99, 0.0))
+    return out
+
+
+def enumeration(sentences: Sequence[Sentence]) -> list[Sentence]:
+    """The items of the first enumeration found (第一，… / （一）… / 一、… / 首先，…), the first sentence of each,
+    when there are at least two and they count up from the first."""
+    for family in _ITEM_FAMILIES:
+        items = [s for s in sentences if family.match(s.text.strip())]
+        numbers = [_item_number(family.match(s.text.strip()).group(1)) for s in items]
+        if len(items) >= 2 and numbers[0] == 1 and numbers == sorted(numbers):
+            return items
+    return []
+
+
+def _item_number(label: str) -> int:
+    from rag.booknav import cn_int
+
+    return _SEQUENCE.get(label) or cn_int(label) or 0
+
+
+def doc_order(s: Sentence) -> tuple[str, int]:
+    return s.chunk.source, s.chunk.start + s.start
+
+
+_WHEN = re.compile(r"什么时候|何时|哪一年|哪年|哪一天|几月|哪个月|时间")
+_HOW_MANY = re.compile(r"多少|几[年个次人岁倍]")
+_DATE = re.compile(r"\d{4}\s*年|[一二三四五六七八九十]+月|\d+\s*月")
+_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万两]+(?:年|个|次|倍|多)")
+
+
+def answer_type(question: str):
+    """A predicate for sentences of the expected answer type: dates for 「什么时候」, numbers for 「多少」."""
+    if _WHEN.search(question):
+        return lambda s: bool(_DATE.search(s))
+    if _HOW_MANY.search(question):
+        return lambda s: bool(_NUMBER.search(s))
+    return lambda s: False
