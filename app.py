@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import streamlit as st
 
@@ -19,18 +20,19 @@ offline_environment()  # before anything imports huggingface_hub / transformers:
 from rag import render  # noqa: E402
 from rag.errors import REBUILD_COMMAND, IndexError_, InputError, ModelError, RagError  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
+from rag.query import prepare  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
 from rag.types import Answer, Citation  # noqa: E402
 
 log = logging.getLogger("rag.app")
 
-EXAMPLES = (
+EXAMPLES = (  # answerable from the shipped excerpt (see tests/data/questions.jsonl)
     "什么是党的群众工作？",
     "群众工作的核心是什么？",
-    "党的群众工作有哪些作用？",
-    "为什么说群众工作是党的事业生根的基础？",
+    "群众工作的作用有哪些？",
+    "什么是“大群工”？",
     "这本书的主编是谁？",
-    "第五章讲什么？",
+    "第六章从第几页开始？",
 )
 MODES = {"extractive": "抽取式（只摘录原文）", "llm": "大模型生成（引用经核实）"}
 PASSAGE_CSS = """<style>
@@ -38,13 +40,15 @@ PASSAGE_CSS = """<style>
 .rag-passage mark {background: #fde68a; padding: 0 .1em; border-radius: 2px;}
 </style>"""
 
-st.set_page_config(page_title="教材问答", page_icon="📘", layout="centered")
+st.set_page_config(page_title="教材问答", page_icon=":material/menu_book:", layout="centered")
 
 
 @st.cache_resource(show_spinner="正在加载模型与索引……")
 def load_pipeline(settings: Settings) -> Pipeline:
     """Loaded once per process and shared by all sessions: the Pipeline is read-only and thread-safe."""
-    return Pipeline.load(settings)
+    pipeline = Pipeline.load(settings)
+    pipeline.answerer.warm()  # encode the book's sentences now, not during the first question
+    return pipeline
 
 
 def stop_with(title: str, exc: Exception, command: str) -> None:
@@ -71,7 +75,7 @@ def state() -> None:
     st.session_state.setdefault("section", None)
 
 
-# --- sidebar -------------------------------------------------------------------------------------------------
+# --- sidebar --------------------------------------------------------------------------------------
 
 
 def new_conversation() -> None:
@@ -95,13 +99,13 @@ def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[dict[str, object], 
         if not settings.llm.enabled:
             st.caption("未配置大模型：设置 RAG_LLM_BASE_URL 与 RAG_LLM_MODEL 后可启用生成式回答。")
         passages = st.slider("参考段落数", 1, 10, settings.answer.passages, key="passages")
-        st.button("🗨️ 新对话", on_click=new_conversation, width="stretch")
+        st.button("新对话", icon=":material/add_comment:", on_click=new_conversation, width="stretch")
         export_slot = st.empty()  # filled after this run's question is answered, so the export is complete
-        with st.expander("📑 目录", expanded=False):
+        with st.expander("目录", icon=":material/toc:"):
             for i, entry in enumerate(pipeline.index.toc):
                 label = ("\u3000" if entry.level > 1 else "") + render.toc_label(entry)
                 st.button(label, key=f"toc-{i}", on_click=show_section, args=(i,), type="tertiary")
-        with st.expander("🗂️ 索引状态"):
+        with st.expander("索引状态", icon=":material/database:"):
             index_status(pipeline)
     return {"mode": mode, "passages": passages}, export_slot
 
@@ -110,23 +114,23 @@ def export_button(slot, title: str) -> None:
     """The whole conversation with its citations as Markdown; kept in session_state too, for tests."""
     turns = st.session_state.turns
     export = st.session_state.export_md = render.export_markdown(turns, title)
-    slot.download_button("⬇️ 导出对话（Markdown）", export, file_name="教材问答-对话.md", mime="text/markdown",
-                         on_click="ignore", disabled=not turns, width="stretch")
+    slot.download_button("导出对话（Markdown）", export, file_name="教材问答-对话.md", mime="text/markdown",
+                         icon=":material/download:", on_click="ignore", disabled=not turns, width="stretch")
 
 
 def index_status(pipeline: Pipeline) -> None:
     s = pipeline.status()
     st.markdown(
-        f"- 模型：{md(s.model)}\n- 段落数：{s.chunks}\n- 构建时间：{md(s.built_at)}\n"
-        f"- 语料校验和：`{s.corpus_checksum[:12]}`"
+        f"- 模型：{md(Path(s.model).name or s.model)}\n- 段落数：{s.chunks}\n"
+        f"- 构建时间：{md(render.format_time(s.built_at))}\n- 语料校验和：`{s.corpus_checksum[:12]}`"
     )
     if s.stale:
-        st.warning(f"索引与 corpus/ 中的文件不一致，请重建：`{REBUILD_COMMAND}`")
+        st.warning(f"索引与 corpus/ 中的文件不一致（{md(s.stale_reason or '')}），请重建：`{REBUILD_COMMAND}`")
     else:
         st.caption("索引与 corpus/ 一致。")
 
 
-# --- main area -------------------------------------------------------------------------------------------------
+# --- main area ------------------------------------------------------------------------------------
 
 
 def book_title(pipeline: Pipeline) -> str:
@@ -165,18 +169,17 @@ def section_view(pipeline: Pipeline) -> None:
 
 def source_card(pipeline: Pipeline, c: Citation) -> None:
     with st.container(border=True):
-        flag = " · :orange[⚠️ 未能核实此引用]" if c.flagged else ""
-        st.markdown(f"**[{c.n}]** {md(c.chunk.section_path or c.chunk.source)} · "
-                    f"**{render.chunk_page_label(c.chunk)}**{flag}")
+        st.markdown(render.card_heading(c))
         st.html(PASSAGE_CSS + render.highlight_html(c.chunk.text, c.quote))
         with st.expander("前后文"):
-            for nb in pipeline.index.neighbours(c.chunk.id):
+            around = sorted((*pipeline.index.neighbours(c.chunk.id), c.chunk), key=lambda x: x.ordinal)
+            for nb in around:
                 where = "（本段）" if nb.id == c.chunk.id else ""
                 st.caption(f"{md(nb.section_path)} · {render.chunk_page_label(nb)}{where}")
                 st.markdown(md(nb.text))
 
 
-def answer_body(pipeline: Pipeline, turn: Turn, key: str, streamed: bool = False) -> None:
+def answer_body(pipeline: Pipeline, turn: Turn, key: str) -> None:
     a = turn.answer
     assert a is not None
     for notice in a.notices:
@@ -186,7 +189,7 @@ def answer_body(pipeline: Pipeline, turn: Turn, key: str, streamed: bool = False
     if a.refused:
         pointer = f"\n\n可参阅目录：{md(a.pointer)}" if a.pointer else ""
         st.warning(f"**未能从书中找到依据。** {md(a.text)}{pointer}")
-    elif not streamed:
+    else:
         st.markdown(md(a.text))
     for c in a.citations:
         source_card(pipeline, c)
@@ -211,13 +214,18 @@ def show_turn(pipeline: Pipeline, i: int, turn: Turn) -> None:
 
 def ask(pipeline: Pipeline, question: str, knobs: dict[str, object]) -> None:
     """Answer a new question below the conversation; errors become a short message, the conversation stays."""
+    try:  # a blank question gets a hint, not a chat bubble (the pipeline would refuse it the same way)
+        prepare(question, pipeline.settings.answer.max_question_chars)
+    except InputError as exc:
+        st.warning(md(str(exc)))
+        return
     turns: list[Turn] = st.session_state.turns
     history = tuple(t.question for t in turns)
     with st.chat_message("user"):
         st.markdown(md(question))
     with st.chat_message("assistant"):
         try:
-            answer, streamed = run_answer(pipeline, question, history, knobs)
+            answer = run_answer(pipeline, question, history, knobs)
         except InputError as exc:
             st.warning(md(str(exc)))
             return
@@ -232,26 +240,31 @@ def ask(pipeline: Pipeline, question: str, knobs: dict[str, object]) -> None:
         if turn.answer is None:
             st.error(md(turn.error or ""))
             return
-        answer_body(pipeline, turn, f"feedback-{st.session_state.conversation}-{len(turns) - 1}", streamed)
+        answer_body(pipeline, turn, f"feedback-{st.session_state.conversation}-{len(turns) - 1}")
 
 
 def run_answer(pipeline: Pipeline, question: str, history: tuple[str, ...],
-               knobs: dict[str, object]) -> tuple[Answer, bool]:
-    """LLM mode streams its text with st.write_stream; the extractive answer comes in one piece."""
-    if knobs["mode"] != "llm":
+               knobs: dict[str, object]) -> Answer:
+    """LLM mode shows the text live with st.write_stream, then the final Answer (markers checked, or the
+    extractive fallback) replaces it; the extractive answer comes in one piece."""
+    options = {"llm": knobs["mode"] == "llm", "passages": knobs["passages"]}
+    if not options["llm"]:
         with st.spinner("正在检索……"):
-            return pipeline.ask(question, history, **knobs), False
+            return pipeline.ask(question, history, **options)
     final: list[Answer] = []
+    live = st.empty()
 
     def pieces() -> Iterator[str]:
-        for item in pipeline.ask_stream(question, history, **knobs):
+        for item in pipeline.ask_stream(question, history, **options):
             if isinstance(item, Answer):
                 final.append(item)
             else:
                 yield md(item)
 
-    st.write_stream(pieces())
-    return final[-1], True
+    with st.spinner("正在检索并生成……"):
+        live.write_stream(pieces())
+    live.empty()
+    return final[-1]
 
 
 def main() -> None:
@@ -259,7 +272,7 @@ def main() -> None:
     state()
     st.session_state.feedback_path = settings.feedback_path  # read by the st.feedback callback
     pipeline = open_pipeline(settings)
-    st.title("📘 教材问答")
+    st.title("教材问答")
     st.caption(f"《{md(book_title(pipeline))}》 · 每句回答均注明章节与页码")
     knobs, export_slot = sidebar(pipeline, settings)
     question = st.chat_input("向本书提问，例如：什么是党的群众工作？")

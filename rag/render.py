@@ -62,6 +62,25 @@ def toc_label(entry: TocEntry) -> str:
     return f"{entry.heading}（第{entry.page}页）" if entry.page else entry.heading
 
 
+def card_heading(c: Citation) -> str:
+    """Markdown heading of a source card: 「**[n]** section path · **page**」, flagged citations marked."""
+    where = c.chunk.section_path or c.chunk.source
+    page = chunk_page_label(c.chunk)
+    head = f"**[{c.n}]** {escape_markdown(where)} · **{escape_markdown(page)}**" if where != page \
+        else f"**[{c.n}]** **{escape_markdown(page)}**"
+    return head + (" · :orange[:material/warning: 未能核实此引用]" if c.flagged else "")
+
+
+def format_time(iso: str) -> str:
+    """「2026-11-28 23:29 UTC」 from the manifest's ISO time; unparsable values are shown as they are."""
+    try:
+        t = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    zone = t.tzname() or ""
+    return f"{t:%Y-%m-%d %H:%M} {zone}".strip()
+
+
 # --- safe text ------------------------------------------------------------------------------------------
 
 
@@ -170,7 +189,8 @@ def export_markdown(turns: Iterable[Turn], title: str = "教材问答", now: dat
             out += [f"可参阅：{escape_markdown(a.pointer)}", ""]
         if a.citations:
             out += ["**出处**：", ""]
-            out += [f"- {escape_markdown(citation_line(c))}：“{escape_markdown(c.quote)}”" for c in a.citations]
+            out += [f"- {escape_markdown(citation_line(c))}：“{escape_markdown(c.quote)}”"
+                    for c in a.citations]
             out.append("")
     return "\n".join(out)
 
@@ -189,8 +209,8 @@ def feedback_record(turn: Turn, rating: int | None, now: datetime | None = None)
 
 
 def append_feedback(path: Path, record: dict[str, object]) -> None:
-    """Append one JSON line and fsync it, so a rating survives a crash and concurrent sessions never interleave
-    within a line (one write call of a whole line in O_APPEND mode)."""
+    """Append one JSON line and fsync it: a rating survives a crash, and concurrent sessions never interleave
+    within a line (one write of a whole line in O_APPEND mode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -1,6 +1,6 @@
-"""The chat page (app.py) under Streamlit's AppTest, on the real index of corpus/, plus its pure render helpers.
+"""The chat page (app.py) under AppTest on the real index of corpus/, plus its pure render helpers.
 
-AppTest runs the script in this process, so the page's @st.cache_resource Pipeline is loaded once for the module
+AppTest runs the script in this process, so the page's @st.cache_resource Pipeline is loaded once per settings
 and reuses the embedder already loaded by the session fixtures (rag.embed caches it per process).
 """
 
@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from rag import render
+from rag.query import EMPTY_MESSAGE
 from rag.render import Turn
 from rag.types import Answer, Chunk, Citation, TocEntry
 
@@ -26,7 +27,7 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 PAGE = re.compile(r"(约)?第\d+(–\d+)?页|版权页|目录|序言|封面")
 
 
-# --- pure helpers --------------------------------------------------------------------------------------------
+# --- pure helpers ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -70,8 +71,11 @@ def test_escape_markdown_renders_text_only(text: str) -> None:
     assert shown == "\n".join(line.strip() for line in text.splitlines())
 
 
+LINE_CHARS = hst.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp"))
+
+
 @hsettings(max_examples=200, deadline=None)
-@given(hst.text(alphabet=hst.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=60))
+@given(hst.text(alphabet=LINE_CHARS, max_size=60))
 def test_escape_markdown_is_inert_for_any_line(text: str) -> None:
     shown, tags = _markdown_text(render.escape_markdown(text))
     assert tags <= {"p", "br"}, (text, tags)
@@ -134,7 +138,8 @@ def test_section_chunks_needs_the_chapter_of_a_section() -> None:
     found = render.section_chunks(chunks, entry)
     assert [c.text for c in found] == ["甲", "丙"]
     assert render.span_label(found) == "约第1–5页"
-    assert [c.text for c in render.section_chunks(chunks, TocEntry(1, "第二章", "群众工作的新形势新任务新特点", "28"))] == ["乙"]
+    chapter2 = TocEntry(1, "第二章", "群众工作的新形势新任务新特点", "28")
+    assert [c.text for c in render.section_chunks(chunks, chapter2)] == ["乙"]
 
 
 def test_export_markdown_lists_answers_and_citations() -> None:
@@ -168,7 +173,7 @@ def test_append_feedback_keeps_whole_lines_under_concurrency(tmp_path: Path) -> 
     assert all(r["chunk_ids"] == ["id0"] and r["question"] == "问" * 3000 for r in rows)
 
 
-# --- the page --------------------------------------------------------------------------------------------------
+# --- the page -------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +222,192 @@ def test_empty_page_shows_the_book_and_example_questions(page_env) -> None:
     assert not at.exception
     assert [t.question for t in _turns(at)] == [examples[0].label]
     assert at.session_state["turns"][0].answer is not None
+
+
+def _cards(at: AppTest) -> list[str]:
+    """Source-card headings: 「**[n]** section path · **page**」."""
+    return [v for v in _markdown(at) if re.match(r"\*\*\[\d+\]\*\* ", v)]
+
+
+def test_question_renders_answer_and_source_cards_with_section_and_page(page_env) -> None:
+    at = _ask(_page(), "什么是党的群众工作？")
+    (turn,) = _turns(at)
+    answer = turn.answer
+    assert answer is not None and not answer.refused and answer.citations
+    assert render.escape_markdown(answer.text) in _markdown(at)
+    assert "[1]" in answer.text
+    cards = _cards(at)
+    assert len(cards) == len(answer.citations)
+    for card, c in zip(cards, answer.citations):
+        assert card.startswith(f"**[{c.n}]** ")
+        assert render.escape_markdown(c.chunk.section_path) in card
+        assert PAGE.search(card) and c.chunk.page in card
+    passages = [h.proto.body for h in at.get("html") if "rag-passage" in h.proto.body]
+    assert len(passages) == len(answer.citations)
+    for body, c in zip(passages, answer.citations):
+        marked = re.search(r"<mark>(.*?)</mark>", body, re.S)
+        assert marked and html.unescape(marked.group(1).replace("<br>", "\n")).replace("\n", "") == \
+            c.quote.replace("\n", "")
+    expanders = [e for e in at.expander if e.label == "前后文"]
+    assert len(expanders) == len(answer.citations)
+    assert at.feedback and at.session_state["turns"] == [turn]
+
+
+@pytest.mark.parametrize(("question", "pointer"), [("红烧肉怎么做？", None), ("网络群工怎么开展？", "第六章")])
+def test_refusal_looks_like_a_refusal(page_env, question: str, pointer: str | None) -> None:
+    at = _ask(_page(), question)
+    (turn,) = _turns(at)
+    assert turn.answer is not None and turn.answer.refused
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("**未能从书中找到依据。**")
+    if pointer:
+        assert "可参阅目录" in warning and pointer in warning
+    assert render.escape_markdown(turn.answer.text) not in _markdown(at)  # not shown like an answer
+    assert not _cards(at)
+
+
+@pytest.mark.parametrize("question", ["", "   \t  "])
+def test_empty_or_blank_input_is_refused_without_a_turn(page_env, question: str) -> None:
+    at = _ask(_page(), question)
+    assert _turns(at) == [] and not at.chat_message
+    assert [w.value for w in at.warning] == [render.escape_markdown(EMPTY_MESSAGE)]
+    assert not at.error
+
+
+def test_followup_uses_the_previous_question(page_env) -> None:
+    at = _ask(_page(), "什么是党的群众工作？")
+    _ask(at, "它的出发点和落脚点是什么？")
+    first, second = _turns(at)
+    a = second.answer
+    assert a is not None and not a.refused
+    assert a.resolved_question and "群众工作" in a.resolved_question
+    assert any("出发点和落脚点" in c.quote for c in a.citations)
+    assert f"结合上文理解为：{render.escape_markdown(a.resolved_question)}" in [c.value for c in at.caption]
+    assert len(at.chat_message) == 4  # the first exchange is still on the page
+
+
+def test_export_holds_the_conversation_with_citations(page_env) -> None:
+    at = _ask(_page(), "群众工作的核心是什么？")
+    _ask(at, "这本书的主编是谁？")
+    export = at.session_state["export_md"]
+    (button,) = at.get("download_button")
+    assert not button.proto.disabled and button.proto.label.startswith("导出对话")
+    assert export.startswith("# 做好新形势下的群众工作 — 对话记录")
+    for turn in _turns(at):
+        assert turn.answer is not None
+        assert render.escape_markdown(turn.question) in export
+        assert render.escape_markdown(turn.answer.text) in export
+        for c in turn.answer.citations:
+            assert render.escape_markdown(render.citation_line(c)) in export
+    assert "李景田" in export and "版权页" in export
+
+
+def test_feedback_is_appended_with_question_answer_and_chunk_ids(page_env, feedback_path: Path) -> None:
+    at = _ask(_page(), "群众工作的核心是什么？")
+    before = feedback_path.read_text("utf-8").splitlines() if feedback_path.exists() else []
+    at.feedback[0].set_value(1).run()
+    assert not at.exception
+    rows = [json.loads(line) for line in feedback_path.read_text("utf-8").splitlines()]
+    assert len(rows) == len(before) + 1
+    (turn,) = _turns(at)
+    assert turn.answer is not None
+    assert rows[-1]["rating"] == 1 and rows[-1]["question"] == "群众工作的核心是什么？"
+    assert rows[-1]["answer"] == turn.answer.text
+    assert rows[-1]["chunk_ids"] == [c.chunk.id for c in turn.answer.citations]
+
+
+def test_sidebar_toc_opens_a_section_and_status_is_shown(page_env) -> None:
+    at = _page()
+    toc = [b for b in at.sidebar.button if b.key and b.key.startswith("toc-")]
+    assert len(toc) >= 30 and toc[0].label.startswith("第一章")
+    toc[1].click().run()  # 第一章 › 第一节, whose text is in the shipped excerpt
+    assert not at.exception
+    assert [s.value for s in at.subheader] == ["第一节 党的群众工作的地位与作用"]
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("目录标注第1页 · 收录文本：") and PAGE.search(c) for c in captions)
+    status = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "段落数：" in status and "语料校验和" in status
+    assert "索引与 corpus/ 一致。" in [c.value for c in at.sidebar.caption]
+
+
+def test_new_conversation_clears_the_page(page_env) -> None:
+    at = _ask(_page(), "群众工作的核心是什么？")
+    next(b for b in at.sidebar.button if b.label == "新对话").click().run()
+    assert _turns(at) == [] and not at.chat_message
+    assert any(b.key and b.key.startswith("example-") for b in at.button)
+
+
+def test_missing_index_names_the_rebuild_command(page_env, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("索引不可用") and "empty" in error
+    assert [c.value for c in at.code] == ["make index\n# 或：.venv/bin/python -m rag build"]
+    assert not at.chat_input  # no page to talk to
+
+
+def _first_sentence_of_passage_1(body: dict) -> str:
+    from fake_llm import user_content
+
+    passage = re.search(r'<passage n="1"[^>]*>\n(.*?)\n</passage>', user_content(body), re.S)
+    if passage is None:  # would be a bug of the prompt; answer something the verifier cannot support
+        return "没有编号段落。"
+    sentences = re.findall(r"[^。！？；\n]+[。！？；]", passage.group(1)) or [passage.group(1)]
+    return max(sentences, key=len)
+
+
+@pytest.fixture
+def fake_llm(page_env, monkeypatch: pytest.MonkeyPatch):
+    from fake_llm import FakeLLM, Script
+
+    # sentence 1 quotes passage 1 (kept); sentence 2 is made up and cites passage 2 (flagged)
+    llm = FakeLLM(Script(reply=lambda body: f"{_first_sentence_of_passage_1(body)}[1]月球表面布满了奶酪和巧克力。[2]"))
+    monkeypatch.setenv("RAG_LLM_BASE_URL", llm.start())
+    monkeypatch.setenv("RAG_LLM_MODEL", "fake-qwen")
+    yield llm
+    llm.stop()
+
+
+def test_llm_mode_streams_and_shows_flagged_citations(fake_llm) -> None:
+    at = _page()
+    assert at.sidebar.radio(key="mode").options == ["抽取式（只摘录原文）", "大模型生成（引用经核实）"]
+    at.sidebar.radio(key="mode").set_value("llm").run()
+    _ask(at, "群众工作的核心是什么？")
+    assert len(fake_llm.requests) == 1 and fake_llm.requests[0]["body"].get("stream") is True
+    (turn,) = _turns(at)
+    a = turn.answer
+    assert a is not None and a.mode == "llm" and not a.refused
+    assert render.escape_markdown(a.text) in _markdown(at)
+    flagged = [c for c in a.citations if c.flagged]
+    assert flagged and any(not c.flagged for c in a.citations)
+    cards = _cards(at)
+    assert sum("未能核实此引用" in card for card in cards) == len(flagged)
+
+
+def test_llm_failure_falls_back_with_a_notice_and_keeps_the_conversation(fake_llm) -> None:
+    at = _page()
+    at.sidebar.radio(key="mode").set_value("llm").run()
+    fake_llm.script.mode = "error500"
+    _ask(at, "群众工作的核心是什么？")
+    fake_llm.script.mode = "ok"
+    _ask(at, "什么是“大群工”？")
+    first, second = _turns(at)
+    assert first.answer is not None and first.answer.mode == "extractive" and first.answer.citations
+    assert any("已改用摘录式回答" in i.value for i in at.info)
+    assert second.answer is not None and second.answer.mode == "llm"
+    assert len(at.chat_message) == 4
+
+
+def test_card_heading_and_time_format() -> None:
+    c = _chunk("甲乙丙。", ("第一章 群众工作", "第一节 地位"), "3")
+    assert render.card_heading(Citation(2, c, "甲乙丙。", 0.5)) == "**[2]** 第一章 群众工作 › 第一节 地位 · **约第3页**"
+    flagged = render.card_heading(Citation(3, c, "甲乙丙。", 0.0, flagged=True))
+    assert flagged.endswith(":orange[:material/warning: 未能核实此引用]")
+    toc = Chunk(id="t", source="b.txt", kind="toc", section=("目录",), text="第一章", start=0, end=3, page="目录",
+                page_end="目录", page_estimated=False)
+    assert render.card_heading(Citation(1, toc, "第一章", 1.0)) == "**[1]** **目录**"
+    assert render.format_time("2026-11-28T23:29:18+00:00") == "2026-11-28 23:29 UTC"
+    assert render.format_time("昨天") == "昨天"
