@@ -79,7 +79,8 @@ def measure(engine: str) -> dict:
         query(q)
         latencies.append((time.perf_counter() - t) * 1000)
     return {
-        "engine": engine, "load_s": load_s, "fingerprint_s": fingerprint_s, "short_per_s": len(short) / (t1 - t0),
+        "engine": engine, "load_s": load_s, "fingerprint_s": fingerprint_s,
+        "short_per_s": len(short) / (t1 - t0),
         "para_per_s": len(paras) / (t2 - t1), "query_ms_median": statistics.median(latencies),
         "query_ms_p90": sorted(latencies)[int(0.9 * len(latencies)) - 1],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -93,11 +94,12 @@ def run_child(engine: str) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| engine | load (s), of which fingerprint | short sentences/s | paragraphs (~500 chars)/s | one query median / p90 (ms)"
-             " | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    lines = ["| engine | load (s), of which fingerprint | short sentences/s | paragraphs (~500 chars)/s"
+             " | one query median / p90 (ms) | peak RSS (MB) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['engine']} | {r['load_s']:.1f}, {r['fingerprint_s']:.1f} | {r['short_per_s']:.1f} | {r['para_per_s']:.2f} | "
-                     f"{r['query_ms_median']:.1f} / {r['query_ms_p90']:.1f} | {r['peak_rss_mb']:.0f} |")
+        lines.append(f"| {r['engine']} | {r['load_s']:.1f}, {r['fingerprint_s']:.1f} | {r['short_per_s']:.1f} | "
+                     f"{r['para_per_s']:.2f} | {r['query_ms_median']:.1f} / {r['query_ms_p90']:.1f} | "
+                     f"{r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
