@@ -1,0 +1,104 @@
+"""python -m rag ask: an answer with numbered, checkable sources — the same pipeline as the chat page.
+
+JSON per question (other tools and tests rely on it): {"question", "answer", "refused", "mode", "citations":
+[{"n", "chunk_id", "quote", "text", "section", "page", "page_end", "page_estimated", "source", "score"}]};
+`section` is the full path joined by " › ". In --batch mode a line that cannot be asked keeps its place in the
+output with an added "error".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rag.commands.build import settings_from_args
+from rag.commands.search import read_batch
+from rag.errors import InputError
+from rag.types import Answer, Citation
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("ask", help="回答问题，并给出可核对的出处（章节与页码）")
+    p.add_argument("question", nargs="?", help="问题，如“什么是党的群众工作？”")
+    p.add_argument("--history", action="append", default=[], metavar="上一问",
+                   help="此前的提问（可重复，按时间顺序），用于理解“它”“这一章”等追问")
+    p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
+    p.add_argument("--model", default=None, metavar="PATH", help="嵌入模型目录（须与构建索引时一致）")
+    p.add_argument("--json", action="store_true", help="输出 JSON（每个问题一行）")
+    p.add_argument("--batch", type=Path, default=None, metavar="FILE",
+                   help='批量提问：每行一个 JSON 对象 {"question": …, "history": […]} 或一行一个问题')
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    return {"question": answer.question, "answer": answer.text, "refused": answer.refused, "mode": answer.mode,
+            "citations": [citation_json(c) for c in answer.citations]}
+
+
+def citation_json(c: Citation) -> dict[str, Any]:
+    ch = c.chunk
+    return {"n": c.n, "chunk_id": ch.id, "quote": c.quote, "text": ch.text, "section": ch.section_path,
+            "page": ch.page, "page_end": ch.page_end, "page_estimated": ch.page_estimated, "source": ch.source,
+            "score": round(c.score, 6)}
+
+
+def source_line(c: Citation) -> str:
+    """「[1] 第一章 › 第一节 › 二、… ，第3页（约）」; front matter by its name (「[2] 版权页 ，版权页」)."""
+    ch = c.chunk
+    page = ch.page or "页码不详"
+    if page.isdigit():
+        span = page if not ch.page_end or ch.page_end == page else f"{page}–{ch.page_end}"
+        page = f"第{span}页" + ("（约）" if ch.page_estimated else "")
+    flag = "（未能核实）" if c.flagged else ""
+    return f"[{c.n}] {ch.section_path or ch.source} ，{page}{flag}"
+
+
+def print_answer(answer: Answer, streamed: bool = False) -> None:
+    for notice in answer.notices:
+        print(f"提示：{notice}", file=sys.stderr)
+    if answer.resolved_question:
+        print(f"（结合上文理解为：{answer.resolved_question}）")
+    if streamed:
+        print("\n—— 核实后的回答 ——")
+    print(answer.text)
+    if answer.pointer:
+        print(f"可参阅{answer.pointer}")
+    if answer.citations:
+        print("\n出处：")
+    for c in answer.citations:
+        print(source_line(c))
+        print(f"    “{c.quote}”")
+
+
+def ask_one(pipeline, question: str, history: list[str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer_json(pipeline.ask(question, history)), ensure_ascii=False))
+        return
+    streamed = False
+    for item in pipeline.ask_stream(question, history):
+        if isinstance(item, Answer):
+            print_answer(item, streamed)
+        else:
+            print(item, end="", flush=True)
+            streamed = True
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.question is None) == (args.batch is None):
+        raise InputError("请给出一个问题，或用 --batch FILE 指定批量问题文件（二者选一）。")
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline.load(settings_from_args(args))  # the model is loaded once, for the whole batch
+    if args.batch is None:
+        ask_one(pipeline, args.question, args.history, args.json)
+        return 0
+    for question, history in read_batch(args.batch):
+        try:
+            out = answer_json(pipeline.ask(question, history))
+        except InputError as exc:
+            out = {"question": question, "answer": "", "refused": False, "mode": "extractive", "citations": [],
+                   "error": str(exc)}
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    return 0
