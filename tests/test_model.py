@@ -27,6 +27,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,16 +175,11 @@ def test_conversion_is_deterministic_idempotent_and_repairs(model_dir: Path, tmp
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and p.is_dir()] == []
 
 
-def test_cli_reports_up_to_date(model_dir: Path, capsys) -> None:
-    import argparse
-
-    from rag.commands import model as command
-
-    parser = argparse.ArgumentParser()
-    command.add_parser(parser.add_subparsers())
-    assert command.run(parser.parse_args(["model", "--models-dir", str(model_dir.parent)])) == 0
-    out = capsys.readouterr().out
-    assert "已是最新" in out and str(model_dir) in out
+def test_cli_reports_up_to_date(model_dir: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "rag", "model", "--models-dir", str(model_dir.parent)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "已是最新" in done.stdout and str(model_dir) in done.stdout
 
 
 def _sha256(path: Path) -> str:
