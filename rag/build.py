@@ -25,7 +25,7 @@ import numpy as np
 
 from rag import index as ix
 from rag.config import Settings
-from rag.lexical import Lexical, build_lexicon, read_word_list, write_lexicon
+from rag.lexical import Lexical, build_lexicon, read_word_list
 from rag.types import Chunk, Document
 
 HAND_LEXICON = "lexicon.txt"  # a hand-kept word list in a corpus folder, merged into the book lexicon
@@ -37,8 +37,9 @@ class BuildReport:
     index_dir: Path
     documents: int
     chunks: int
-    embedded: int  # chunks whose vectors were computed now
-    cached: int  # chunks whose vectors came from the embedding cache
+    sentences: int  # vectors in the index (one per sentence unit)
+    embedded: int  # distinct sentences encoded now
+    cached: int  # vectors that came from the embedding cache (or repeated a sentence encoded now)
     lexicon_words: int
     skipped: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
@@ -47,7 +48,6 @@ class BuildReport:
 def build(settings: Settings, *, embedder=None, progress: bool = False) -> BuildReport:
     from rag.chunk import chunk_corpus
     from rag.ingest import load_corpus
-    from rag.text import Tokenizer
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -67,21 +67,38 @@ def build(settings: Settings, *, embedder=None, progress: bool = False) -> Build
 
         embedder = load_embedder(settings.model)
     lap("model")
-    words = book_lexicon(docs, settings.corpus)
+    cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
+    index, computed = make_index(docs, chunks, embedder, settings.corpus, cache, progress)
+    lap("embed+lexical")
+    skipped = tuple(f"{name}：{reason}" for name, reason in corpus.skipped)
+    manifest = base_manifest(settings, embedder, index, docs, skipped)
+    write_index(settings.index_dir, index, manifest)
+    lap("write")
+    return BuildReport(settings.index_dir, len(docs), len(chunks), len(index.units), computed,
+                       len(index.units) - computed, len(index.lexicon), skipped, timings)
+
+
+def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corpus_roots: Sequence[Path] = (),
+               cache: Path | None = None, progress: bool = False) -> tuple[ix.Index, int]:
+    """The index in memory (also used by the benchmarks), and how many sentences had to be embedded."""
+    import faiss
+
+    from rag.text import Tokenizer
+
+    words = book_lexicon(docs, corpus_roots)
     tokenizer = Tokenizer(words)
     lexical = Lexical.build([ix.passage_text(c) for c in chunks], tokenizer)
-    lap("lexical")
-    cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
-    vectors, computed = embed_chunks(chunks, embedder, cache, progress)
-    lap("embed")
+    units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
+    texts = [chunks[row].text[a:b] for row, a, b in units]
+    vectors, computed = embed_texts(texts, embedder, cache, progress)
+    # Exact inner product over L2-normalised rows = cosine similarity. A book is a few thousand sentences:
+    # a flat index answers in well under a millisecond with no recall loss, so no IVF/HNSW approximation.
+    flat = faiss.IndexFlatIP(embedder.dim)
+    flat.add(vectors)
     toc = tuple(t for d in docs for t in d.toc)
     info = next((d.info for d in docs if d.info is not None), None)
-    skipped = tuple(f"{name}：{reason}" for name, reason in corpus.skipped)
-    manifest = base_manifest(settings, embedder, docs, chunks, words, skipped)
-    write_index(settings.index_dir, chunks, vectors, lexical, words, toc, info, manifest)
-    lap("write")
-    return BuildReport(settings.index_dir, len(docs), len(chunks), computed, len(chunks) - computed, len(words),
-                       skipped, timings)
+    table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
+    return ix.Index(tuple(chunks), flat, table, lexical, tokenizer, words, toc, info), computed
 
 
 def book_lexicon(documents: Sequence[Document], corpus_roots: Sequence[Path]) -> list[str]:
@@ -93,25 +110,20 @@ def book_lexicon(documents: Sequence[Document], corpus_roots: Sequence[Path]) ->
     return build_lexicon((d.text for d in documents), headings, hand)
 
 
-def embed_chunks(chunks: Sequence[Chunk], embedder, cache: Path | None,
-                 progress: bool = False) -> tuple[np.ndarray, int]:
-    """Passage vectors of the chunks, reusing cached rows keyed by model fingerprint + passage-text hash."""
-    texts = [ix.passage_text(c) for c in chunks]
+def embed_texts(texts: Sequence[str], embedder, cache: Path | None,
+                progress: bool = False) -> tuple[np.ndarray, int]:
+    """Passage vectors, reusing cached rows keyed by model fingerprint (the folder) + text hash; each distinct
+    text is encoded once. Returns the vectors and how many texts were encoded now."""
     keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
-    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    missing = []
-    for i, key in enumerate(keys):
-        hit = _cache_get(cache, key, embedder.dim)
-        if hit is None:
-            missing.append(i)
-        else:
-            vectors[i] = hit
-    if missing:
-        fresh = embedder.encode_passages([texts[i] for i in missing], progress=progress)
-        for i, row in zip(missing, fresh):
-            vectors[i] = row
-            _cache_put(cache, keys[i], row)
-    return vectors, len(missing)
+    found = {k: row for k in set(keys) if (row := _cache_get(cache, k, embedder.dim)) is not None}
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+    if todo:
+        fresh = embedder.encode_passages([t for _, t in todo], progress=progress)
+        for (key, _), row in zip(todo, fresh):
+            found[key] = row
+            _cache_put(cache, key, row)
+    vectors = np.stack([found[k] for k in keys]) if keys else np.zeros((0, embedder.dim))
+    return np.ascontiguousarray(vectors, dtype=np.float32), len(todo)
 
 
 def _cache_get(cache: Path | None, key: str, dim: int) -> np.ndarray | None:
@@ -138,11 +150,11 @@ def _cache_put(cache: Path | None, key: str, row: np.ndarray) -> None:
 
 # --- the manifest -----------------------------------------------------------------------------------------
 
-def base_manifest(settings: Settings, embedder, docs: Sequence[Document], chunks: Sequence[Chunk],
-                  words: Sequence[str], skipped: Sequence[str]) -> dict[str, Any]:
+def base_manifest(settings: Settings, embedder, index: ix.Index, docs: Sequence[Document],
+                  skipped: Sequence[str]) -> dict[str, Any]:
     files = ix.corpus_files(settings.corpus)
     kinds: dict[str, int] = {}
-    for c in chunks:
+    for c in index.chunks:
         kinds[c.kind] = kinds.get(c.kind, 0) + 1
     return {
         "format": ix.FORMAT,
@@ -151,9 +163,9 @@ def base_manifest(settings: Settings, embedder, docs: Sequence[Document], chunks
         "passage_recipe": ix.PASSAGE_RECIPE,
         "corpus": {"files": files, "checksum": ix.corpus_checksum(files),
                    "documents": {d.source: d.checksum for d in docs}, "skipped": list(skipped)},
-        "lexicon": {"file": ix.LEXICON, "words": len(words)},
-        "counts": {"documents": len(docs), "chunks": len(chunks), "kinds": dict(sorted(kinds.items())),
-                   "toc_entries": sum(len(d.toc) for d in docs)},
+        "lexicon": {"file": ix.LEXICON, "words": len(index.lexicon)},
+        "counts": {"documents": len(docs), "chunks": len(index.chunks), "sentences": len(index.units),
+                   "kinds": dict(sorted(kinds.items())), "toc_entries": len(index.toc)},
         "libraries": {"python": platform.python_version(), **{n: _version(n) for n in LIBRARIES}},
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -168,40 +180,21 @@ def _version(name: str) -> str | None:
 
 # --- writing and swapping ---------------------------------------------------------------------------------
 
-def write_index(target: Path, chunks, vectors, lexical: Lexical, words, toc, info,
-                manifest: dict[str, Any]) -> None:
+def write_index(target: Path, index: ix.Index, manifest: dict[str, Any]) -> None:
     """Write every file into a fresh sibling folder, then swap it in; on any failure the old index stays."""
-    import faiss
-
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(target)
     tmp = target.with_name(f"{target.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        # Exact inner-product search over L2-normalised rows = cosine similarity. A book is a few hundred
-        # chunks: a flat index answers in well under a millisecond with no recall loss, so no IVF/HNSW.
-        flat = faiss.IndexFlatIP(vectors.shape[1])
-        flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        faiss.write_index(flat, str(tmp / ix.VECTORS))
-        _write_json(tmp / ix.CHUNKS, [ix.chunk_to_dict(c) for c in chunks])
-        _write_json(tmp / ix.BOOK, ix.book_to_dict(toc, info))
-        write_lexicon(words, tmp / ix.LEXICON)
-        lexical.save(tmp / ix.BM25_DIR)
+        index.save(tmp)
         manifest = {**manifest, "files": _file_table(tmp)}
         manifest["lexicon"]["sha256"] = manifest["files"][ix.LEXICON]["sha256"]
-        _write_json(tmp / ix.MANIFEST, manifest, indent=2)
+        (tmp / ix.MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         _swap_in(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after a swap it holds the previous index (or nothing)
-
-
-def _write_json(path: Path, data: Any, indent: int | None = None) -> None:
-    if isinstance(data, list):  # one row per line: readable, diffable, deterministic
-        text = "[\n" + ",\n".join(json.dumps(d, ensure_ascii=False) for d in data) + "\n]\n"
-    else:
-        text = json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
-    path.write_text(text, encoding="utf-8")
 
 
 def _file_table(folder: Path) -> dict[str, dict[str, Any]]:

@@ -31,6 +31,10 @@ class ChunkSettings:
 class RetrieveSettings:
     k: int = 5
     candidates: int = 50  # depth taken from each of dense and lexical before fusion
+    # "zscore": z(dense) + lexical_scale · coverage · BM25/max (the default, chosen by measurement, see
+    # bench/RESULTS.md); "rrf": weighted reciprocal rank fusion; "dense" / "lexical": one ranker alone.
+    fusion: str = "zscore"
+    lexical_scale: float = 3.0
     rrf_k: int = 60
     dense_weight: float = 1.0
     lexical_weight: float = 1.0

@@ -56,6 +56,8 @@ class Lexical:
         self._bm25 = bm25
         self._tokenizer = tokenizer
         self.size = int(bm25.scores["num_docs"])
+        # Document frequency of each vocabulary id (columns of bm25s' sparse score matrix), for `coverage`.
+        self._df = np.diff(np.asarray(bm25.scores["indptr"]))
 
     @classmethod
     def build(cls, texts: Sequence[str], tokenizer: TokenizerLike) -> Lexical:
@@ -80,10 +82,20 @@ class Lexical:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no query term occurs in the book)."""
-        known = [t for t in terms(self._tokenizer, query) if t in self._bm25.vocab_dict]
+        return self.query(query)[0]
+
+    def query(self, query: str) -> tuple[np.ndarray, float]:
+        """BM25 scores of every row, and the query's coverage: the IDF-weighted share of its terms that occur
+        in the corpus at all. A paraphrase in everyday words (老百姓、腰包) has a low coverage, and its BM25
+        scores rest on a few generic words, so fusion trusts them less."""
+        vocab = self._bm25.vocab_dict
+        words = terms(self._tokenizer, query)
+        known = [t for t in words if t in vocab]
         if not known:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
+            return np.zeros(self.size, dtype=np.float32), 0.0
+        idf = {t: np.log1p(self.size / max(0.5, self._df[vocab[t]] if t in vocab else 0.0)) for t in words}
+        coverage = sum(idf[t] for t in known) / sum(idf[t] for t in words)
+        return np.asarray(self._bm25.get_scores(known), dtype=np.float32), float(coverage)
 
     def search(self, query: str, n: int) -> list[tuple[int, float]]:
         """Top-n (row, score) pairs with a positive score, best first; ties broken by row for stability."""

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     report = build_index(settings, progress=not args.quiet)
     total = time.perf_counter() - start
     print(f"索引已写入 {report.index_dir}")
-    print(f"  文档 {report.documents} 个，段落 {report.chunks} 个（新编码 {report.embedded}，缓存复用 "
-          f"{report.cached}），词典 {report.lexicon_words} 个词")
+    print(f"  文档 {report.documents} 个，段落 {report.chunks} 个，句向量 {report.sentences} 个（新编码 "
+          f"{report.embedded}，缓存复用 {report.cached}），词典 {report.lexicon_words} 个词")
     for skipped in report.skipped:
         print(f"  跳过 {skipped}")
     timings = "，".join(f"{k} {v:.1f} 秒" for k, v in report.timings.items())
