@@ -1,0 +1,65 @@
+"""BM25 over jieba tokens and the book lexicon."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from rag.lexical import Lexical, build_lexicon, heading_terms, quoted_terms, terms
+from rag.text import Tokenizer
+
+BOOK_TERMS = ["大群工", "网络群工", "两个一百年", "最后一公里", "微反恐", "黄赌毒黑", "立体化群工"]
+
+
+def test_the_book_terms_are_single_tokens_at_query_time(pipeline) -> None:
+    tokenizer = pipeline.index.tokenizer  # loaded from the index's own lexicon.txt
+    for term in BOOK_TERMS:
+        assert term in tokenizer.tokens(f"书中讲到的{term}是什么意思"), term
+    plain = Tokenizer()
+    assert "网络群工" not in plain.tokens("开拓网络群工是新手段")  # without the lexicon jieba splits it
+
+
+def test_the_lexicon_comes_from_the_book_and_the_hand_kept_list(pipeline, built) -> None:
+    words = set(pipeline.index.lexicon)
+    assert {"微反恐", "黄赌毒黑", "两院"} <= words  # quoted in the book, not in corpus/lexicon.txt
+    assert {"群众路线", "党群关系"} <= words  # only in corpus/lexicon.txt
+    assert "群众工作的作用" in words  # a short heading
+    path = built.index_dir / "lexicon.txt"
+    assert pipeline.index.manifest["lexicon"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_quoted_and_heading_terms() -> None:
+    assert quoted_terms("开拓“网络群工”是新手段，实现「两个一百年」，“基础性、经常性工作”") == {"网络群工", "两个一百年"}
+    assert heading_terms("第六章 开拓“网络群工”是新手段") == {"网络群工"}
+    assert heading_terms("◇ 三、群众工作的作用") == {"群众工作的作用"}
+    assert build_lexicon(["“大群工”"], ["后 记"], ["群众路线", "x"]) == ["后记", "大群工", "群众路线"]
+
+
+def test_punctuation_and_stop_words_are_not_terms(pipeline) -> None:
+    tokenizer = pipeline.index.tokenizer
+    assert terms(tokenizer, "的了吗？！……“”") == []
+    scores, coverage = pipeline.index.lexical_query("的了吗？")
+    assert not scores.any() and coverage == 0.0
+    assert "群工" in terms(tokenizer, "大群工")  # long words also give their character bigrams
+
+
+def test_bm25_finds_the_passage_and_measures_coverage(pipeline) -> None:
+    rows = pipeline.index.lexical("安源路矿工人俱乐部", 3)
+    assert "安源路矿工人俱乐部" in pipeline.index.chunks[rows[0][0]].text
+    _, book_words = pipeline.index.lexical_query("安源路矿工人俱乐部")
+    _, everyday_words = pipeline.index.lexical_query("怎样让穷地方老百姓的腰包鼓起来")
+    assert book_words == 1.0 and everyday_words < 0.5
+
+
+def test_the_saved_bm25_index_is_byte_for_byte_reproducible(pipeline, tmp_path: Path) -> None:
+    texts = [c.text for c in pipeline.index.chunks]
+    digests = []
+    for name in ("a", "b"):
+        files = Lexical.build(texts, pipeline.index.tokenizer).save(tmp_path / name)
+        digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
+    assert digests[0] == digests[1]
+    loaded = Lexical.load(tmp_path / "a", pipeline.index.tokenizer)
+    fresh = Lexical.build(texts, pipeline.index.tokenizer)
+    assert np.array_equal(loaded.scores("群众路线"), fresh.scores("群众路线"))
