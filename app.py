@@ -22,7 +22,7 @@ from rag.errors import REBUILD_COMMAND, IndexError_, InputError, ModelError, Rag
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.query import prepare  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
-from rag.types import Answer, Citation  # noqa: E402
+from rag.types import Answer, Citation, TocEntry  # noqa: E402
 
 log = logging.getLogger("rag.app")
 
@@ -38,6 +38,10 @@ MODES = {"extractive": "抽取式（只摘录原文）", "llm": "大模型生成
 PASSAGE_CSS = """<style>
 .rag-passage {line-height: 1.8; white-space: normal;}
 .rag-passage mark {background: #fde68a; padding: 0 .1em; border-radius: 2px;}
+</style>"""
+TOC_CSS = """<style>
+.st-key-toc button {justify-content: flex-start; text-align: left; min-height: 1.6rem; padding: 0;}
+.st-key-toc button p {text-align: left; white-space: pre-wrap;}
 </style>"""
 
 st.set_page_config(page_title="教材问答", page_icon=":material/menu_book:", layout="centered")
@@ -101,10 +105,13 @@ def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[dict[str, object], 
         passages = st.slider("参考段落数", 1, 10, settings.answer.passages, key="passages")
         st.button("新对话", icon=":material/add_comment:", on_click=new_conversation, width="stretch")
         export_slot = st.empty()  # filled after this run's question is answered, so the export is complete
-        with st.expander("目录", icon=":material/toc:"):
-            for i, entry in enumerate(pipeline.index.toc):
-                label = ("\u3000" if entry.level > 1 else "") + render.toc_label(entry)
-                st.button(label, key=f"toc-{i}", on_click=show_section, args=(i,), type="tertiary")
+        with st.expander("目录", icon=":material/toc:"), st.container(key="toc", gap=None):
+            toc = pipeline.index.toc
+            nested = ", ".join(f".st-key-toc-{i}" for i, e in enumerate(toc) if e.level > 1)
+            st.html(TOC_CSS + (f"<style>{nested} {{padding-left: 1.5em;}}</style>" if nested else ""))
+            for i, entry in enumerate(toc):
+                st.button(render.toc_label(entry), key=f"toc-{i}", on_click=show_section, args=(i,),
+                          type="tertiary")
         with st.expander("索引状态", icon=":material/database:"):
             index_status(pipeline)
     return {"mode": mode, "passages": passages}, export_slot
@@ -149,22 +156,28 @@ def empty_state(pipeline: Pipeline) -> None:
 
 
 def section_view(pipeline: Pipeline) -> None:
+    """Open the 目录 entry clicked in the sidebar (once: closing the dialog does not bring it back)."""
     i = st.session_state.section
-    toc = pipeline.index.toc
-    if i is None or not 0 <= i < len(toc):
-        return
-    entry = toc[i]
+    st.session_state.section = None
+    if i is not None and 0 <= i < len(pipeline.index.toc):
+        section_dialog(pipeline, pipeline.index.toc[i])
+
+
+@st.dialog("目录 · 章节原文", width="large")
+def section_dialog(pipeline: Pipeline, entry: TocEntry) -> None:
     chunks = render.section_chunks(pipeline.index.chunks, entry)
-    with st.container(border=True):
-        st.subheader(md(entry.heading))
-        printed = f"目录标注第{entry.page}页" if entry.page else "目录未标页码"
-        st.caption(f"{printed} · 收录文本：{render.span_label(chunks) if chunks else '无'}")
-        if not chunks:
-            st.info("本节正文不在已收录的文本中。")
-        for c in chunks:
-            st.caption(f"{md(c.section_path)} · {render.chunk_page_label(c)}")
-            st.markdown(md(c.text))
-        st.button("关闭", key="close-section", on_click=show_section, args=(None,))
+    st.subheader(md(entry.heading))
+    printed = f"目录标注第{entry.page}页" if entry.page else "目录未标页码"
+    st.caption(f"{printed} · 收录文本：{render.span_label(chunks) if chunks else '无'}")
+    if not chunks:
+        st.info("本节正文不在已收录的文本中。")
+    heading = ""
+    for c, text in render.reading_text(chunks):
+        if c.section[-1] != heading and len(c.section) > entry.level:
+            heading = c.section[-1]
+            st.markdown(f"**{md(heading)}**")
+        st.caption(render.chunk_page_label(c))
+        st.markdown(md(text))
 
 
 def source_card(pipeline: Pipeline, c: Citation) -> None:
@@ -172,11 +185,12 @@ def source_card(pipeline: Pipeline, c: Citation) -> None:
         st.markdown(render.card_heading(c))
         st.html(PASSAGE_CSS + render.highlight_html(c.chunk.text, c.quote))
         with st.expander("前后文"):
-            around = sorted((*pipeline.index.neighbours(c.chunk.id), c.chunk), key=lambda x: x.ordinal)
-            for nb in around:
-                where = "（本段）" if nb.id == c.chunk.id else ""
-                st.caption(f"{md(nb.section_path)} · {render.chunk_page_label(nb)}{where}")
-                st.markdown(md(nb.text))
+            parts = render.context_around(c.chunk, pipeline.index.neighbours(c.chunk.id))
+            if not parts:
+                st.caption("本段前后没有相邻的段落。")
+            for role, nb, text in parts:
+                st.caption(f"{role} · {md(nb.section_path)} · {render.chunk_page_label(nb)}")
+                st.markdown(md(text))
 
 
 def answer_body(pipeline: Pipeline, turn: Turn, key: str) -> None:

@@ -157,6 +157,35 @@ def section_chunks(chunks: Sequence[Chunk], entry: TocEntry) -> list[Chunk]:
     return sorted(found, key=lambda c: (c.source, c.ordinal, c.start))
 
 
+def reading_text(chunks: Sequence[Chunk]) -> list[tuple[Chunk, str]]:
+    """Consecutive chunks as continuous reading: each chunk's text without the sentences it repeats from the
+    previous chunk of the same document (chunks overlap by a sentence; offsets say exactly by how much)."""
+    out: list[tuple[Chunk, str]] = []
+    prev: Chunk | None = None
+    for c in chunks:
+        cut = prev.end - c.start if prev is not None and prev.source == c.source and prev.end > c.start else 0
+        text = c.text[cut:].strip()
+        if text:
+            out.append((c, text))
+        prev = c if prev is None or c.source != prev.source or c.end > prev.end else prev
+    return out
+
+
+def context_around(chunk: Chunk, neighbours: Sequence[Chunk]) -> list[tuple[str, Chunk, str]]:
+    """(「上文」/「下文」, neighbour, text) around a cited chunk, without the overlap its card already shows."""
+    out = []
+    for nb in sorted(neighbours, key=lambda c: c.ordinal):
+        if nb.source != chunk.source or nb.id == chunk.id:
+            continue
+        if nb.ordinal < chunk.ordinal:
+            role, text = "上文", nb.text[: max(0, chunk.start - nb.start)] if nb.end > chunk.start else nb.text
+        else:
+            role, text = "下文", nb.text[max(0, chunk.end - nb.start):] if nb.start < chunk.end else nb.text
+        if text.strip():
+            out.append((role, nb, text.strip()))
+    return out
+
+
 def span_label(chunks: Sequence[Chunk]) -> str:
     """Pages covered by a run of chunks, e.g. 「约第1–13页」."""
     if not chunks:

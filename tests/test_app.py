@@ -142,6 +142,25 @@ def test_section_chunks_needs_the_chapter_of_a_section() -> None:
     assert [c.text for c in render.section_chunks(chunks, chapter2)] == ["乙"]
 
 
+def test_reading_text_drops_the_overlap_between_chunks() -> None:
+    doc = "第一句。第二句。第三句。第四句。"
+    spans = [(0, 8), (4, 12), (8, 16)]  # each chunk repeats the last sentence of the one before
+    chunks = [Chunk(id=f"c{i}", source="b.txt", kind="body", section=("第一章",), text=doc[a:b], start=a, end=b,
+                    page="1", page_end="1", page_estimated=False, ordinal=i) for i, (a, b) in enumerate(spans)]
+    assert "".join(text for _, text in render.reading_text(chunks)) == doc
+    assert [text for _, text in render.reading_text(chunks[1:2])] == ["第二句。第三句。"]
+
+
+def test_context_around_shows_what_the_card_does_not() -> None:
+    doc = "第一句。第二句。第三句。第四句。"
+    spans = [(0, 8), (4, 12), (8, 16)]
+    a, b, c = [Chunk(id=f"c{i}", source="b.txt", kind="body", section=("第一章",), text=doc[s:e], start=s, end=e,
+                     page=str(i + 1), page_end=str(i + 1), page_estimated=False, ordinal=i)
+               for i, (s, e) in enumerate(spans)]
+    assert render.context_around(b, (c, a)) == [("上文", a, "第一句。"), ("下文", c, "第四句。")]
+    assert render.context_around(a, (b,)) == [("下文", b, "第三句。")]
+
+
 def test_export_markdown_lists_answers_and_citations() -> None:
     c = _chunk("党的群众工作，是党的事业生根的基础。", ("第一章 群众工作", "第一节 地位"), "3")
     answer = Answer("问?", "是基础[1]。", (Citation(1, c, "是党的事业生根的基础。", 0.9),), "extractive")
@@ -250,6 +269,8 @@ def test_question_renders_answer_and_source_cards_with_section_and_page(page_env
             c.quote.replace("\n", "")
     expanders = [e for e in at.expander if e.label == "前后文"]
     assert len(expanders) == len(answer.citations)
+    context = [cap.value for e in expanders for cap in e.caption]
+    assert any(v.startswith(("上文 · ", "下文 · ")) and PAGE.search(v) for v in context)
     assert at.feedback and at.session_state["turns"] == [turn]
 
 
@@ -325,6 +346,11 @@ def test_sidebar_toc_opens_a_section_and_status_is_shown(page_env) -> None:
     assert [s.value for s in at.subheader] == ["第一节 党的群众工作的地位与作用"]
     captions = [c.value for c in at.caption]
     assert any(c.startswith("目录标注第1页 · 收录文本：") and PAGE.search(c) for c in captions)
+    assert any("党的群众工作的基本概念和内涵" in m.value for m in at.markdown)
+    chapter6 = next(b for b in toc if b.label.startswith("第六章"))
+    chapter6.click().run()
+    assert [s.value for s in at.subheader] == ["第六章 开拓“网络群工”是新手段"]
+    assert [i.value for i in at.info] == ["本节正文不在已收录的文本中。"]
     status = "\n".join(m.value for m in at.sidebar.markdown)
     assert "段落数：" in status and "语料校验和" in status
     assert "索引与 corpus/ 一致。" in [c.value for c in at.sidebar.caption]

@@ -86,8 +86,8 @@ def browser():
         b.close()
 
 
-def _open(browser, url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1100}, locale="zh-CN")
+def _open(browser, url: str, height: int = 1100):
+    page = browser.new_page(viewport={"width": 1280, "height": height}, locale="zh-CN")
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(url)
@@ -115,8 +115,8 @@ def _last_answer(page):
 def test_question_shows_answer_with_cited_page(server: str, browser) -> None:
     from playwright.sync_api import expect
 
-    page, dialogs = _open(browser, server)
-    _ask(page, "什么是党的群众工作？")
+    page, dialogs = _open(browser, server, height=1500)
+    _ask(page, "群众工作的核心是什么？")
     answer = _last_answer(page)
     expect(answer).to_contain_text("[1]")
     card = answer.locator(".rag-passage").first
@@ -124,6 +124,8 @@ def test_question_shows_answer_with_cited_page(server: str, browser) -> None:
     expect(answer).to_contain_text(PAGE_LABEL)
     expect(answer).to_contain_text("第一章")
     shot = ROOT / "docs" / "screenshot.png" if os.environ.get("RAG_UPDATE_SCREENSHOT") else None
+    page.get_by_test_id("stChatMessage").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     if shot is not None:
         tmp = shot.with_suffix(".png.tmp")
         page.screenshot(path=str(tmp), full_page=True, type="png")
