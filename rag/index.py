@@ -126,7 +126,16 @@ class Index:
 
     def dense(self, qvec: np.ndarray, n: int) -> list[tuple[int, float]]:
         """Top-n (chunk row, cosine of its best sentence), best first."""
-        return _top(self.dense_scores(qvec), n, minimum=-1.0)
+        scores = self.dense_scores(qvec)
+        return [(r, float(scores[r])) for r in top_rows(scores, n, minimum=-1.0)]
+
+    def sentence_vectors(self, chunk_id: str) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """The embedded sentences of a chunk: (start, end) offsets in its text and their passage vectors
+        (L2-normalised rows), so later stages can score sentences without encoding them again."""
+        row = self._row[chunk_id]
+        lo, hi = np.searchsorted(self.units[:, 0], [row, row + 1])  # units are stored in chunk order
+        spans = [(int(a), int(b)) for _, a, b in self.units[lo:hi]]
+        return spans, self._faiss.reconstruct_n(int(lo), int(hi - lo)) if hi > lo else np.zeros((0, self._faiss.d))
 
     def lexical_query(self, query: str) -> tuple[np.ndarray, float]:
         """BM25 score of every chunk, and the query's term coverage (see Lexical.query)."""
@@ -134,7 +143,8 @@ class Index:
 
     def lexical(self, query: str, n: int) -> list[tuple[int, float]]:
         """Top-n (chunk row, BM25 score) with a positive score."""
-        return self._lexical.search(query, n)
+        scores = self._lexical.scores(query)
+        return [(r, float(scores[r])) for r in top_rows(scores, n, minimum=0.0)]
 
     def neighbours(self, chunk_id: str) -> tuple[Chunk, ...]:
         """The chunks just before and after this one in the same document (either may be missing)."""
@@ -286,11 +296,10 @@ def _open(folder: Path, manifest: dict[str, Any], settings: Settings) -> Index:
     return Index(chunks, vectors, units, lexical, tokenizer, words, toc, info, manifest, folder)
 
 
-def _top(scores: np.ndarray, n: int, minimum: float) -> list[tuple[int, float]]:
-    """The n best (row, score) above `minimum`, ties broken by row so results never depend on sort order."""
+def top_rows(scores: np.ndarray, n: int, minimum: float) -> list[int]:
+    """The rows of the n best scores above `minimum`, ties broken by row so results never depend on sort order."""
     rows = np.flatnonzero(scores > minimum)
-    order = rows[np.lexsort((rows, -scores[rows]))][:max(n, 0)]
-    return [(int(r), float(scores[r])) for r in order]
+    return [int(r) for r in rows[np.lexsort((rows, -scores[rows]))][:max(n, 0)]]
 
 
 # --- (de)serialising the tables -----------------------------------------------------------------------------

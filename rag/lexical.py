@@ -97,13 +97,6 @@ class Lexical:
         coverage = sum(idf[t] for t in known) / sum(idf[t] for t in words)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32), float(coverage)
 
-    def search(self, query: str, n: int) -> list[tuple[int, float]]:
-        """Top-n (row, score) pairs with a positive score, best first; ties broken by row for stability."""
-        scores = self.scores(query)
-        rows = np.flatnonzero(scores > 0)
-        order = rows[np.lexsort((rows, -scores[rows]))][:n]
-        return [(int(r), float(scores[r])) for r in order]
-
 
 # --- the book lexicon (a jieba user dictionary) -----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.config import AnswerSettings, RetrieveSettings
+from rag.index import top_rows
 from rag.query import Query, expand_followup, prepare
 from rag.types import Chunk, Hit
 
@@ -28,11 +29,6 @@ def rrf(rankings: Sequence[Sequence[int]], weights: Sequence[float], k: int) -> 
     return fused
 
 
-def _ranking(scores: np.ndarray, n: int, minimum: float) -> list[int]:
-    rows = np.flatnonzero(scores > minimum)
-    return [int(r) for r in rows[np.lexsort((rows, -scores[rows]))][:n]]
-
-
 def fuse(dense: np.ndarray, lexical: np.ndarray, coverage: float,
          s: RetrieveSettings) -> list[tuple[int, float]]:
     """(row, fused score) best first, over the union of the top `candidates` of each ranker.
@@ -43,8 +39,8 @@ def fuse(dense: np.ndarray, lexical: np.ndarray, coverage: float,
     all. Measured on CMRC and the book's questions (bench/RESULTS.md) against RRF: better R@1 and MRR@10 on
     both, same or better R@5; lexical_scale 3 was chosen on half of CMRC and confirmed on the other half.
     """
-    dense_top = _ranking(dense, s.candidates, -1.0)
-    lexical_top = _ranking(lexical, s.candidates, 0.0)
+    dense_top = top_rows(dense, s.candidates, -1.0)
+    lexical_top = top_rows(lexical, s.candidates, 0.0)
     if s.fusion == "dense":
         scores = {r: float(dense[r]) for r in dense_top}
     elif s.fusion == "lexical":
@@ -112,9 +108,9 @@ class Retriever:
         dense = self.index.dense_scores(qvec)
         lexical, coverage = self.index.lexical_query(text)
         fused = fuse(dense, lexical, coverage, self.settings)
-        return self._hits(fused, dense, lexical, k)
+        return self.hits(fused, dense, lexical, k)
 
-    def _hits(self, fused: list[tuple[int, float]], dense: np.ndarray, lexical: np.ndarray, k: int) -> list[Hit]:
+    def hits(self, fused: list[tuple[int, float]], dense: np.ndarray, lexical: np.ndarray, k: int) -> list[Hit]:
         """Best-first hits. A chunk mostly shown by a better hit (overlap, repeated text) is left out; a
         footnote follows the passage that cites it, since the passage alone does not say where its quote is from."""
         rows: list[tuple[int, float]] = []

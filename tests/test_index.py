@@ -135,3 +135,12 @@ def test_corpus_changes_are_reported_as_stale(built, pipeline, tmp_path: Path) -
     assert reason and f"修改 corpus/{book.name}" in reason and "新增 corpus/extra.md" in reason
     status = pipeline.status()
     assert status.chunks == len(pipeline.index) and not status.stale and status.corpus_checksum
+
+
+def test_sentence_vectors_are_the_model_vectors_of_the_chunk_sentences(pipeline, embedder) -> None:
+    chunk = next(c for c in pipeline.index.chunks if c.kind == "body" and len(c.text) > 200)
+    spans, vectors = pipeline.index.sentence_vectors(chunk.id)
+    assert len(spans) == len(vectors) > 1 and spans == sorted(spans)
+    assert all(0 <= a < b <= len(chunk.text) for a, b in spans)
+    fresh = embedder.encode_passages([chunk.text[a:b] for a, b in spans])
+    assert np.allclose((fresh * vectors).sum(axis=1), 1.0, atol=1e-3)
