@@ -102,7 +102,8 @@ def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[dict[str, object], 
         mode = st.radio("回答方式", modes, format_func=MODES.__getitem__, key="mode")
         if not settings.llm.enabled:
             st.caption("未配置大模型：设置 RAG_LLM_BASE_URL 与 RAG_LLM_MODEL 后可启用生成式回答。")
-        passages = st.slider("参考段落数", 1, 10, settings.answer.passages, key="passages")
+        passages = st.slider("参考段落数", 1, 10, settings.answer.passages, key="passages",
+                             help="大模型生成时读取的检索段落数（抽取式回答至少从前 8 段中选句）。")
         st.button("新对话", icon=":material/add_comment:", on_click=new_conversation, width="stretch")
         export_slot = st.empty()  # filled after this run's question is answered, so the export is complete
         with st.expander("目录", icon=":material/toc:"), st.container(key="toc", gap=None):

@@ -145,8 +145,9 @@ def test_section_chunks_needs_the_chapter_of_a_section() -> None:
 def test_reading_text_drops_the_overlap_between_chunks() -> None:
     doc = "第一句。第二句。第三句。第四句。"
     spans = [(0, 8), (4, 12), (8, 16)]  # each chunk repeats the last sentence of the one before
-    chunks = [Chunk(id=f"c{i}", source="b.txt", kind="body", section=("第一章",), text=doc[a:b], start=a, end=b,
-                    page="1", page_end="1", page_estimated=False, ordinal=i) for i, (a, b) in enumerate(spans)]
+    chunks = [Chunk(id=f"c{i}", source="b.txt", kind="body", section=("第一章",), text=doc[a:b], start=a,
+                    end=b, page="1", page_end="1", page_estimated=False, ordinal=i)
+              for i, (a, b) in enumerate(spans)]
     assert "".join(text for _, text in render.reading_text(chunks)) == doc
     assert [text for _, text in render.reading_text(chunks[1:2])] == ["第二句。第三句。"]
 
@@ -401,8 +402,12 @@ def test_llm_mode_streams_and_shows_flagged_citations(fake_llm) -> None:
     at = _page()
     assert at.sidebar.radio(key="mode").options == ["抽取式（只摘录原文）", "大模型生成（引用经核实）"]
     at.sidebar.radio(key="mode").set_value("llm").run()
+    at.sidebar.slider(key="passages").set_value(3).run()
     _ask(at, "群众工作的核心是什么？")
     assert len(fake_llm.requests) == 1 and fake_llm.requests[0]["body"].get("stream") is True
+    from fake_llm import user_content
+
+    assert user_content(fake_llm.requests[0]["body"]).count("<passage n=") == 3  # the slider's value
     (turn,) = _turns(at)
     a = turn.answer
     assert a is not None and a.mode == "llm" and not a.refused
