@@ -8,9 +8,11 @@ the extractive answer as the fallback. The refusal rule always runs before the L
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
+from rag.cite import squeeze
 from rag.compose import Composer, compose
 from rag.config import Settings
 from rag.direct import BookFacts
@@ -26,8 +28,9 @@ REFUSAL_TEXT = REFUSAL + "。"
 # Sentence score = W_DENSE·cosine(question, sentence) + W_COVER·weighted term coverage + W_RANK/hit rank.
 # Weights and thresholds chosen on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"): the gold sentence
 # ranks first for most answerable questions, and the refusal rule separates the out-of-scope ones.
-W_DENSE, W_COVER, W_RANK = 1.0, 0.1, 0.02
+W_DENSE, W_COVER, W_RANK = 1.0, 0.05, 0.01
 W_TYPE = 0.05  # 「多少年」「什么时候」: a sentence with a number or a date is preferred
+W_QUOTE = 0.03  # a term the question puts in quotes (「哪几个“有所”」) must be in the sentence
 W_LIST = 0.1  # list questions: a sentence that enumerates (「A、B、C」) is preferred
 # Refusal, measured on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"). Out-of-scope questions (weather,
 # recipes, sport) reach best-sentence cosines of 0.80–0.86 with almost none of their weighted terms in the book,
@@ -48,6 +51,7 @@ class Plan:
     question: str
     query: Query
     hits: tuple[Hit, ...] = ()
+    passages: int = 5  # how many of the hits an LLM reads
     final: Answer | None = None  # direct answer or refusal: nothing more to do
     extractive: Answer | None = None
 
@@ -81,8 +85,10 @@ class Answerer:
         return answer
 
     def ask_stream(self, question: str, history: Sequence[str] = (), **options: Any) -> Iterator[str | Answer]:
-        """Text pieces while an LLM writes (none in extractive mode), then always the final Answer."""
-        plan = self.plan(question, history)
+        """Text pieces while an LLM writes (none in extractive mode), then always the final Answer.
+
+        Options: `llm=False` forces the extractive answer; `passages=n` sets how many passages the LLM reads."""
+        plan = self.plan(question, history, int(options.get("passages") or self.settings.answer.passages))
         if plan.final is not None:
             yield plan.final
             return
@@ -94,7 +100,9 @@ class Answerer:
 
     # --- planning -------------------------------------------------------------------------------------------
 
-    def plan(self, question: str, history: Sequence[str] = ()) -> Plan:
+    def plan(self, question: str, history: Sequence[str] = (), passages: int | None = None) -> Plan:
+        """Everything up to the extractive answer; `final` is set when the LLM must not be asked."""
+        passages = passages or self.settings.answer.passages
         cleaned = prepare(question, self.settings.answer.max_question_chars)  # InputError when empty
         turns = [prepare(h, self.settings.answer.max_question_chars).text for h in history if h and h.strip()]
         query = self.retriever.resolve(question, turns)
@@ -106,16 +114,16 @@ class Answerer:
             return Plan(question, query, final=replace(base, text=direct.text, citations=direct.citations,
                                                        mode="direct"))
         items = self._ordinal_followup(cleaned.text, turns)
-        hits = tuple(self.retriever.search_query(query.text, k=max(CANDIDATE_HITS, self.settings.answer.passages)))
+        hits = tuple(self.retriever.search_query(query.text, k=max(CANDIDATE_HITS, passages)))
         if items:
-            return Plan(question, query, hits, extractive=compose(base, items, REFUSAL_TEXT))
+            return Plan(question, query, hits, passages, extractive=compose(base, items, REFUSAL_TEXT))
         own = cleaned.text if resolved else None  # a follow-up's own words decide which sentence answers it
         ranked = self._rank(query.text, hits, own)
         if self._refuse(query.text, ranked):
             refusal = replace(base, text=REFUSAL_TEXT, refused=True, pointer=self.facts.pointer(query.text))
-            return Plan(question, query, hits, final=refusal)
+            return Plan(question, query, hits, passages, final=refusal)
         chosen = self.composer.choose(query.text, ranked)
-        return Plan(question, query, hits, extractive=compose(base, chosen, REFUSAL_TEXT))
+        return Plan(question, query, hits, passages, extractive=compose(base, chosen, REFUSAL_TEXT))
 
     def _rank(self, text: str, hits: Sequence[Hit], own: str | None = None) -> list[Scored]:
         """Every body sentence of the hits, best first (目录 and 版权页 lines are the direct answers' job).
@@ -128,16 +136,20 @@ class Answerer:
         qvec = self.embedder.encode_queries([text])[0]
         listing = bool(LIST_QUESTION.search(text))
         wants = answer_type(own or text)
+        quoted = [squeeze(m)[0] for m in re.findall(r"[“「\"]([^”」\"]{1,12})[”」\"]", own or text)]
         vectors = self.store.vectors([h.chunk for h in hits])
         scored: list[Scored] = []
         for h in hits:
-            for i, (a, b) in enumerate(self.store.spans(h.chunk)):
+            spans = self.store.spans(h.chunk)
+            lists = [listing and inline_list(h.chunk.text[a:b]) for a, b in spans] + [False]
+            for i, (a, b) in enumerate(spans):
                 s = Sentence(h.chunk, a, b, h.rank, h.score)
                 if s.text.rstrip().endswith(("？", "?")):
                     continue  # the book's own rhetorical questions answer nothing
                 dense = float(vectors[h.chunk.id][i] @ qvec)
                 cov = coverage(self.store, qterms, self.store.terms(s))
-                bonus = (W_LIST if listing and inline_list(s.text) else 0.0) + (W_TYPE if wants(s.text) else 0.0)
+                bonus = ((W_LIST if lists[i] else 0.0) + (W_TYPE if wants(s.text) else 0.0)
+                         + (W_QUOTE if quoted and all(t in squeeze(s.text)[0] for t in quoted) else 0.0))
                 scored.append(Scored(s, W_DENSE * dense + W_COVER * cov + W_RANK / h.rank + bonus, dense, cov))
         return sorted(scored, key=lambda x: -x.score)
 
@@ -195,7 +207,7 @@ class Answerer:
 
     def _with_llm(self, plan: Plan) -> Iterator[str | Answer]:
         assert self.llm is not None and plan.extractive is not None
-        passages = [h.chunk for h in plan.hits[: self.settings.answer.passages]]
+        passages = [h.chunk for h in plan.hits[: plan.passages]]
         pieces: list[str] = []
         try:
             for piece in self.llm.stream(build_messages(plan.query.text, passages)):

@@ -65,18 +65,17 @@ class Composer:
         return sorted([best, near[0]], key=doc_order) if near else []
 
     def numbered_items(self, text: str, ranked: Sequence[Scored]) -> list[Sentence]:
-        """第一，…第四，… (or （一）…, 首先…最后) in the section, among the best sentences', whose heading the
-        question names; the first sentence of each item."""
+        """第一，…第四，… (or （一）…, 首先…最后) of the section whose heading the question names best (at least
+        HEADING_MATCH of the heading's weighted terms); the first sentence of each item."""
         qterms = question_terms(self.tokenizer, text)
-        seen: set[tuple[str, ...]] = set()
-        for s in ranked[:3]:
-            chunk = s.sentence.chunk
-            if chunk.section in seen or not chunk.section:
-                continue
-            seen.add(chunk.section)
-            heading = frozenset(terms(self.tokenizer, _NUMBERING.sub("", chunk.section[-1])))
-            if coverage(self.store, heading, qterms) < HEADING_MATCH:
-                continue
+        heads: dict[tuple[str, ...], tuple[float, Chunk]] = {}
+        for chunk in self.chunks:
+            if chunk.kind == "body" and chunk.section and chunk.section not in heads:
+                heading = frozenset(terms(self.tokenizer, _NUMBERING.sub("", chunk.section[-1])))
+                heads[chunk.section] = (coverage(self.store, heading, qterms), chunk)
+        for score, chunk in sorted(heads.values(), key=lambda x: -x[0]):
+            if score < HEADING_MATCH:
+                break
             items = enumeration(section_sentences(self.store, self.chunks, chunk))
             if items:
                 return items[:MAX_LIST]
@@ -120,6 +119,10 @@ def display(sentence: str, n: int) -> str:
     [n] before the closing punctuation (「即“大群工”[1]。」), a clause's 「；」 shown as 「。」."""
     text = re.sub(r"\s*\n\s*", "", sentence.strip())
     text = _DISPLAY_MARKS.sub("", text).strip()
+    if text.endswith("”") and text.count("”") > text.count("“"):
+        text = text[:-1]  # the end of a quotation that began in an earlier sentence
+    if text.startswith("“") and text.count("“") > text.count("”"):
+        text = text[1:]  # the start of a quotation that goes on in a later sentence
     m = re.match(r"^(.*?)([。！？；…]*)$", text, re.S)
     body, stop = (m.group(1), m.group(2)) if m else (text, "")
     if not stop and body.endswith(("”", "’", "」", "』")):

@@ -68,7 +68,8 @@ class FrontMatter:
 
     def __init__(self, info: BookInfo | None, sources: Sequence[Chunk], chunks: Sequence[Chunk]) -> None:
         self.info = info
-        self.sources = tuple(sources)
+        page = info.page if info else "版权页"
+        self.sources = tuple(sorted(sources, key=lambda c: c.page != page))  # the 版权页 before the 封面
         self.preface = tuple(c for c in chunks if c.section[:1] and re.sub(r"\s", "", c.section[0]) == "序言")
 
     def answer(self, question: str) -> Cited | None:

@@ -1,0 +1,99 @@
+"""Direct answers from the parsed 版权页 and 目录 of the real index: exact, cited verbatim, honest about gaps."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rag.booknav import cn_int, int_cn, route
+from rag.direct import BookFacts
+
+QUESTIONS = [json.loads(line) for line in (Path(__file__).parent / "data" / "questions.jsonl").open(encoding="utf-8")
+             if line.strip()]
+FRONT = [q for q in QUESTIONS if q["type"] in ("toc", "copyright")]
+
+
+def squeeze(s: str) -> str:
+    return re.sub(r"\s", "", s)
+
+
+@pytest.fixture(scope="module")
+def facts(pipeline) -> BookFacts:
+    i = pipeline.index
+    return BookFacts(i.toc, i.info, i.chunks)
+
+
+@pytest.mark.parametrize("q", FRONT, ids=[q["id"] for q in FRONT])
+def test_front_matter_questions_are_answered_exactly_from_their_page(pipeline, q) -> None:
+    a = pipeline.ask(q["question"], q["history"])
+    assert a.mode == "direct" and not a.refused
+    for phrase in q["answer_phrases"]:
+        assert squeeze(phrase) in squeeze(a.text), (phrase, a.text)
+    assert a.citations
+    kind = "toc" if q["type"] == "toc" else "front"
+    for c in a.citations:
+        assert c.quote in c.chunk.text and c.chunk.kind == kind
+        assert c.chunk.page == ("目录" if kind == "toc" else "版权页")
+        assert f"[{c.n}]" in a.text
+    # the question set's evidence line is what the reader is shown
+    assert any(squeeze(e) in squeeze(c.quote) or squeeze(c.quote) in squeeze(e)
+               for e in q["evidence"] for c in a.citations)
+
+
+def test_a_chapter_whose_text_is_missing_is_said_to_be_missing(facts: BookFacts) -> None:
+    a = facts.answer("第五章讲什么？")
+    assert a is not None and "做好信访工作是群众工作的重要环节" in a.text and "第99页" in a.text
+    assert "不在已载入的语料中" in a.text
+    loaded = facts.answer("第一章讲什么？")
+    assert loaded is not None and "不在已载入的语料中" not in loaded.text  # 第一章's text is in the corpus
+    assert "党的群众工作的地位与作用" in loaded.text
+
+
+def test_pages_beyond_the_book_and_chapters_that_do_not_exist(facts: BookFacts) -> None:
+    a = facts.answer("第999页讲了什么？")
+    assert a is not None and "没有第999页" in a.text and "207" in a.text
+    none = facts.answer("第十章讲什么？")
+    assert none is not None and "没有第十章" in none.text and "八章" in none.text
+    inside = facts.answer("第30页讲的是什么？")
+    assert inside is not None and "群众工作的新形势" in inside.text and "第28页起" in inside.text
+
+
+def test_structure_follow_ups_take_their_chapter_from_the_history(facts: BookFacts) -> None:
+    a = facts.answer("这一章的第二节讲什么？", ["第三章讲什么？"])
+    assert a is not None and "在法治中国建设中推进改革发展稳定中的群众工作" in a.text
+    nxt = facts.answer("下一章呢？", ["第三章讲什么？"])
+    assert nxt is not None and "第四章" in nxt.text
+    page = facts.answer("它从第几页开始？", ["讲“最后一公里”的是哪一节？"])
+    assert page is not None and "第67页" in page.text
+
+
+def test_content_questions_are_not_taken_for_structure_questions(facts: BookFacts) -> None:
+    for q in ("什么是党的群众工作？", "群众工作的历史地位是什么？", "第一章第一节中群众工作的基本概念是什么？",
+              "毛泽东什么时候进入安源煤矿？", "今天天气怎么样？"):
+        assert facts.answer(q) is None, q
+
+
+def test_the_preface_date_and_all_chapters(facts: BookFacts) -> None:
+    a = facts.answer("这本书的序言落款日期是哪天？")
+    assert a is not None and "2015年1月18日" in a.text and a.citations[0].chunk.section == ("序言",)
+    listing = facts.answer("这本书有哪几章？")
+    assert listing is not None and all(c.entry.title in listing.text for c in facts.chapters)
+
+
+def test_refusal_pointer_names_the_chapter_or_section(facts: BookFacts) -> None:
+    for q in QUESTIONS:
+        if q.get("pointer"):
+            assert squeeze(q["pointer"]) in squeeze(facts.pointer(q["question"]) or ""), q["id"]
+    assert facts.pointer("明天北京的天气怎么样？") is None
+
+
+def test_chinese_numbers_and_routes() -> None:
+    assert [cn_int(s) for s in ("三", "十", "十二", "二十", "一百零五", "7", "x")] == [3, 10, 12, 20, 105, 7, None]
+    assert [int_cn(n) for n in (1, 8, 10, 12, 20, 35)] == ["一", "八", "十", "十二", "二十", "三十五"]
+    assert route("全书共几章？").kind == "count_chapters"
+    assert route("第2章第3节从哪页开始").kind == "start_page"
+    assert route("第三章讲的是什么").chapter == 3
+    assert route("党的群众工作是什么") is None
