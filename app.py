@@ -19,7 +19,8 @@ offline_environment()  # before anything imports huggingface_hub / transformers:
 
 from rag import render  # noqa: E402
 from rag.errors import REBUILD_COMMAND, IndexError_, InputError, ModelError, RagError  # noqa: E402
-from rag.pipeline import Pipeline  # noqa: E402
+from rag.index import rebuild_command  # noqa: E402
+from rag.pipeline import IndexStatus, Pipeline  # noqa: E402
 from rag.query import prepare  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
 from rag.types import Answer, Citation, TocEntry  # noqa: E402
@@ -62,12 +63,17 @@ def stop_with(title: str, exc: Exception, command: str) -> None:
     st.stop()
 
 
+def rebuild_hint(settings: Settings) -> str:
+    """The exact rebuild command for the index these settings point at (`make index` for the default one)."""
+    command = rebuild_command(settings)
+    return f"{command}\n# 或：.venv/bin/python -m rag build" if command == REBUILD_COMMAND else command
+
+
 def open_pipeline(settings: Settings) -> Pipeline:
     try:
         return load_pipeline(settings)
     except IndexError_ as exc:
-        stop_with("索引不可用：缺失、损坏或与当前模型/设置不一致。", exc,
-                  f"{REBUILD_COMMAND}\n# 或：.venv/bin/python -m rag build")
+        stop_with("索引不可用：缺失、损坏或与当前模型/设置不一致。", exc, rebuild_hint(settings))
     except ModelError as exc:
         stop_with("嵌入模型不可用。", exc, "make model\n# 或：.venv/bin/python -m rag model")
     raise AssertionError("unreachable")  # st.stop() raises
@@ -95,7 +101,7 @@ def show_section(i: int | None) -> None:
     st.session_state.section = i
 
 
-def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[dict[str, object], object]:
+def sidebar(pipeline: Pipeline, settings: Settings, status: IndexStatus) -> tuple[dict[str, object], object]:
     with st.sidebar:
         st.header("设置")
         modes = ["extractive", "llm"] if settings.llm.enabled else ["extractive"]
@@ -114,7 +120,7 @@ def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[dict[str, object], 
                 st.button(render.toc_label(entry), key=f"toc-{i}", on_click=show_section, args=(i,),
                           type="tertiary")
         with st.expander("索引状态", icon=":material/database:"):
-            index_status(pipeline)
+            index_status(status)
     return {"mode": mode, "passages": passages}, export_slot
 
 
@@ -126,16 +132,23 @@ def export_button(slot, title: str) -> None:
                          icon=":material/download:", on_click="ignore", disabled=not turns, width="stretch")
 
 
-def index_status(pipeline: Pipeline) -> None:
-    s = pipeline.status()
+def index_status(s: IndexStatus) -> None:
     st.markdown(
         f"- 模型：{md(Path(s.model).name or s.model)}\n- 段落数：{s.chunks}\n"
         f"- 构建时间：{md(render.format_time(s.built_at))}\n- 语料校验和：`{s.corpus_checksum[:12]}`"
     )
     if s.stale:
-        st.warning(f"索引与 corpus/ 中的文件不一致（{md(s.stale_reason or '')}），请重建：`{REBUILD_COMMAND}`")
+        st.warning("索引已过期，请按页面上方的命令重建。")
     else:
         st.caption("索引与 corpus/ 一致。")
+
+
+def stale_notice(s: IndexStatus, settings: Settings) -> None:
+    """An index older than corpus/ still answers, but from the old text: say so above the conversation."""
+    if s.stale:
+        st.warning(f"索引与语料不一致（{md(s.stale_reason or '')}），回答仍来自旧索引。"
+                   "请在项目目录中运行以下命令后刷新本页：")
+        st.code(rebuild_hint(settings), language="bash")
 
 
 # --- main area ------------------------------------------------------------------------------------
@@ -289,7 +302,9 @@ def main() -> None:
     pipeline = open_pipeline(settings)
     st.title("教材问答")
     st.caption(f"《{md(book_title(pipeline))}》 · 每句回答均注明章节与页码")
-    knobs, export_slot = sidebar(pipeline, settings)
+    status = pipeline.status()
+    stale_notice(status, settings)
+    knobs, export_slot = sidebar(pipeline, settings, status)
     question = st.chat_input("向本书提问，例如：什么是党的群众工作？")
     if question is None:
         question = st.session_state.pop("pending", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -371,8 +372,8 @@ def test_missing_index_names_the_rebuild_command(page_env, tmp_path: Path, monke
     at.run()
     assert not at.exception
     (error,) = [e.value for e in at.error]
-    assert error.startswith("索引不可用") and "empty" in error
-    assert [c.value for c in at.code] == ["make index\n# 或：.venv/bin/python -m rag build"]
+    assert error.startswith("索引不可用") and render.escape_markdown(str(tmp_path / "empty")) in error
+    assert [c.value for c in at.code] == [f".venv/bin/python -m rag build --index {tmp_path / 'empty'}"]
     assert not at.chat_input  # no page to talk to
 
 
@@ -442,3 +443,32 @@ def test_card_heading_and_time_format() -> None:
     assert render.card_heading(Citation(1, toc, "第一章", 1.0)) == "**[1]** **目录**"
     assert render.format_time("2026-11-28T23:29:18+00:00") == "2026-11-28 23:29 UTC"
     assert render.format_time("昨天") == "昨天"
+
+
+def test_stale_index_still_answers_and_says_how_to_rebuild(page_env, tmp_path: Path, monkeypatch) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(page_env.corpus[0], corpus)
+    book = next(corpus.glob("*.txt"))
+    book.write_text(book.read_text("utf-8") + "\n新增的一段话。\n", "utf-8")
+    monkeypatch.setenv("RAG_CORPUS", str(corpus))
+    at = _ask(_page(), "群众工作的核心是什么？")
+    (warning,) = [w.value for w in at.main.warning]
+    assert warning.startswith("索引与语料不一致（语料已变化：修改 ")
+    (command,) = [c.value for c in at.main.code]
+    assert command == f".venv/bin/python -m rag build --index {page_env.index_dir} --corpus {corpus}"
+    assert "索引已过期" in at.sidebar.warning[0].value
+    assert _turns(at)[0].answer is not None and _turns(at)[0].answer.citations
+
+
+def test_corrupt_index_names_the_file_and_the_command(page_env, tmp_path: Path, monkeypatch) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(page_env.index_dir, index)
+    chunks = index / "chunks.json"
+    chunks.write_bytes(chunks.read_bytes()[:100])
+    monkeypatch.setenv("RAG_INDEX_DIR", str(index))
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("索引不可用") and render.escape_markdown(str(chunks)) in error
+    assert [c.value for c in at.code] == [f".venv/bin/python -m rag build --index {index}"]
