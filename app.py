@@ -76,6 +76,8 @@ def open_pipeline(settings: Settings) -> Pipeline:
         stop_with("索引不可用：缺失、损坏或与当前模型/设置不一致。", exc, rebuild_hint(settings))
     except ModelError as exc:
         stop_with("嵌入模型不可用。", exc, "make model\n# 或：.venv/bin/python -m rag model")
+    except RagError as exc:
+        stop_with("无法加载问答服务。", exc, rebuild_hint(settings))
     raise AssertionError("unreachable")  # st.stop() raises
 
 

@@ -297,6 +297,13 @@ def test_empty_or_blank_input_is_refused_without_a_turn(page_env, question: str)
     assert not at.error
 
 
+def test_notices_are_shown_above_the_answer(page_env) -> None:
+    at = _ask(_page(), "什麼是黨的群眾工作？" + "請詳細說明。" * 100)
+    (turn,) = _turns(at)
+    assert turn.answer is not None and not turn.answer.refused
+    assert [i.value for i in at.info] == ["已将繁体字转换为简体字后检索。", "输入过长，已截取前 500 字。"]
+
+
 def test_followup_uses_the_previous_question(page_env) -> None:
     at = _ask(_page(), "什么是党的群众工作？")
     _ask(at, "它的出发点和落脚点是什么？")
