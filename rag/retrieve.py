@@ -99,12 +99,12 @@ class Retriever:
         """Top-k hits for the question (InputError when it is empty after cleaning)."""
         return self.search_query(self.resolve(question, history).text, k)
 
-    def search_query(self, text: str, k: int | None = None) -> list[Hit]:
-        """Top-k hits for an already prepared query text."""
+    def search_query(self, text: str, k: int | None = None, qvec: np.ndarray | None = None) -> list[Hit]:
+        """Top-k hits for an already prepared query text (`qvec`: its vector, when the caller has it already)."""
         k = self.settings.k if k is None else k
         if k <= 0 or not len(self.index):
             return []
-        qvec = self.embedder.encode_queries([text])[0]
+        qvec = self.embedder.encode_queries([text])[0] if qvec is None else qvec
         dense = self.index.dense_scores(qvec)
         lexical, coverage = self.index.lexical_query(text)
         fused = fuse(dense, lexical, coverage, self.settings)
