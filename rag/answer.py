@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 from rag.cite import squeeze
 from rag.compose import Composer, compose
 from rag.config import Settings
@@ -65,7 +67,7 @@ class Answerer:
         self.embedder = embedder
         self.settings = settings
         self.facts = BookFacts(index.toc, index.info, index.chunks)
-        self.store = SentenceStore(embedder, index.tokenizer, index.chunks)
+        self.store = SentenceStore(embedder, index.tokenizer, index.chunks, getattr(index, "sentence_vectors", None))
         self.llm = LLMClient(settings.llm) if settings.llm.enabled else None
         self.verifier = Verifier(embedder)
         self.composer = Composer(self.store, index.chunks, index.tokenizer)
@@ -114,18 +116,19 @@ class Answerer:
             return Plan(question, query, final=replace(base, text=direct.text, citations=direct.citations,
                                                        mode="direct"))
         items = self._ordinal_followup(cleaned.text, turns)
-        hits = tuple(self.retriever.search_query(query.text, k=max(CANDIDATE_HITS, passages)))
+        qvec = self.embedder.encode_queries([query.text])[0]  # encoded once: retrieval and sentence scoring
+        hits = tuple(self.retriever.search_query(query.text, k=max(CANDIDATE_HITS, passages), qvec=qvec))
         if items:
             return Plan(question, query, hits, passages, extractive=compose(base, items, REFUSAL_TEXT))
         own = cleaned.text if resolved else None  # a follow-up's own words decide which sentence answers it
-        ranked = self._rank(query.text, hits, own)
+        ranked = self._rank(query.text, hits, qvec, own)
         if self._refuse(query.text, ranked):
             refusal = replace(base, text=REFUSAL_TEXT, refused=True, pointer=self.facts.pointer(query.text))
             return Plan(question, query, hits, passages, final=refusal)
         chosen = self.composer.choose(query.text, ranked)
         return Plan(question, query, hits, passages, extractive=compose(base, chosen, REFUSAL_TEXT))
 
-    def _rank(self, text: str, hits: Sequence[Hit], own: str | None = None) -> list[Scored]:
+    def _rank(self, text: str, hits: Sequence[Hit], qvec: np.ndarray, own: str | None = None) -> list[Scored]:
         """Every body sentence of the hits, best first (目录 and 版权页 lines are the direct answers' job).
 
         `own` is a follow-up's own wording: its terms, not the borrowed topic, measure the coverage."""
@@ -133,7 +136,6 @@ class Answerer:
         hits = self._pool(hits, qterms)
         if not hits:
             return []
-        qvec = self.embedder.encode_queries([text])[0]
         listing = bool(LIST_QUESTION.search(text))
         wants = answer_type(own or text)
         quoted = [squeeze(m)[0] for m in re.findall(r"[“「\"]([^”」\"]{1,12})[”」\"]", own or text)]
@@ -198,7 +200,8 @@ class Answerer:
         for previous in reversed(history):
             if not LIST_QUESTION.search(previous):
                 continue
-            ranked = self._rank(previous, self.retriever.search_query(previous, k=CANDIDATE_HITS))
+            qvec = self.embedder.encode_queries([previous])[0]
+            ranked = self._rank(previous, self.retriever.search_query(previous, CANDIDATE_HITS, qvec), qvec)
             items = self.composer.numbered_items(previous, ranked) if ranked else []
             return [items[n - 1]] if 0 < n <= len(items) else []
         return []

@@ -87,8 +87,9 @@ def _is_heading(piece: str, headings: set[str]) -> bool:
 class SentenceStore:
     """Per-chunk sentence spans, term sets and vectors, computed on first use and shared by all threads."""
 
-    def __init__(self, embedder, tokenizer, chunks: Sequence[Chunk]) -> None:
+    def __init__(self, embedder, tokenizer, chunks: Sequence[Chunk], index_vectors=None) -> None:
         self.embedder = embedder
+        self.index_vectors = index_vectors  # Index.sentence_vectors: (spans, vectors) of a chunk, if available
         self.tokenizer = tokenizer
         self._spans: dict[str, list[tuple[int, int]]] = {}
         self._vectors: dict[str, np.ndarray] = {}
@@ -124,20 +125,34 @@ class SentenceStore:
         return found
 
     def vectors(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
-        """Sentence vectors per chunk id; the missing ones are encoded together in one batch."""
+        """Sentence vectors per chunk id: taken from the index where it embedded the very same span, the rest
+        encoded together in one batch (then cached)."""
         with self._lock:
             missing = [c for c in dict.fromkeys(chunks) if c.id not in self._vectors]
-            texts = [c.text[a:b] for c in missing for a, b in self.spans(c)]
-            if texts:
-                encoded = self.embedder.encode_passages(texts)
-                i = 0
-                for c in missing:
-                    n = len(self.spans(c))
-                    self._vectors[c.id] = encoded[i : i + n]
-                    i += n
+            todo: list[tuple[Chunk, int]] = []
             for c in missing:
-                self._vectors.setdefault(c.id, np.zeros((0, self.embedder.dim), dtype=np.float32))
+                known = self._indexed(c)
+                rows = [known.get(span) for span in self.spans(c)]
+                dim = self.embedder.dim
+                self._vectors[c.id] = np.stack(rows) if rows and all(r is not None for r in rows) else \
+                    np.array([r if r is not None else np.zeros(dim, np.float32) for r in rows], np.float32
+                             ).reshape(len(rows), dim)
+                todo += [(c, i) for i, r in enumerate(rows) if r is None]
+            if todo:
+                encoded = self.embedder.encode_passages([c.text[slice(*self.spans(c)[i])] for c, i in todo])
+                for (c, i), vec in zip(todo, encoded):
+                    self._vectors[c.id][i] = vec
             return {c.id: self._vectors[c.id] for c in chunks}
+
+    def _indexed(self, chunk: Chunk) -> dict[tuple[int, int], np.ndarray]:
+        """The index's own sentence vectors of this chunk, by span (empty for an index without them)."""
+        if self.index_vectors is None:
+            return {}
+        try:
+            spans, vecs = self.index_vectors(chunk.id)
+        except KeyError:
+            return {}
+        return {tuple(span): np.asarray(v, np.float32) for span, v in zip(spans, vecs)}
 
 
 @dataclass(frozen=True)
