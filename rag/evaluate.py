@@ -33,6 +33,7 @@ class Question:
     answer_phrases: tuple[str, ...] = ()
     section: str | None = None
     page: str | None = None
+    pointer: str | None = None  # out of scope: the 目录 entry a refusal should point to
 
 
 _FIELDS = set(Question.__dataclass_fields__)
@@ -47,6 +48,7 @@ class GroupReport:
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    failure_title: str = "未进入前 5 的问题："
 
 
 def load_questions(path: Path = QUESTIONS) -> list[Question]:
@@ -114,7 +116,14 @@ def retrieval(pipeline, questions: Sequence[Question]) -> GroupReport:
     return report
 
 
-GROUPS: dict[str, Callable[..., GroupReport]] = {"retrieval": retrieval}
+def answers(pipeline, questions: Sequence[Question]) -> GroupReport:
+    """Answer metrics; they live with the answer stage (rag/evaluate_answers.py), imported on use."""
+    from rag.evaluate_answers import answers as answer_metrics
+
+    return answer_metrics(pipeline, questions)
+
+
+GROUPS: dict[str, Callable[..., GroupReport]] = {"retrieval": retrieval, "answers": answers}
 
 
 def evaluate(pipeline, questions: Sequence[Question], groups: Sequence[str] = ("retrieval",)) -> list[GroupReport]:
@@ -132,6 +141,6 @@ def format_report(report: GroupReport) -> str:
         lines.append(name.ljust(14 - sum(1 for ch in name if ord(ch) > 0x2E80)) + cells)
     lines += [f"- {n}" for n in report.notes]
     if report.failures:
-        lines.append("未进入前 5 的问题：")
+        lines.append(report.failure_title)
         lines += [f"  {f}" for f in report.failures]
     return "\n".join(lines)
