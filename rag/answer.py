@@ -19,8 +19,8 @@ from rag.compose import Composer, compose
 from rag.config import Settings
 from rag.direct import BookFacts
 from rag.errors import LLMError
-from rag.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type, coverage,
-                         inline_list, question_terms)
+from rag.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
+                         coverage, inline_list, question_terms)
 from rag.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
 from rag.query import Query, prepare
 from rag.types import Answer, Hit
@@ -34,12 +34,12 @@ W_DENSE, W_COVER, W_RANK = 1.0, 0.05, 0.01
 W_TYPE = 0.05  # 「多少年」「什么时候」: a sentence with a number or a date is preferred
 W_QUOTE = 0.03  # a term the question puts in quotes (「哪几个“有所”」) must be in the sentence
 W_LIST = 0.1  # list questions: a sentence that enumerates (「A、B、C」) is preferred
-# Refusal, measured on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"). Out-of-scope questions (weather,
-# recipes, sport) reach best-sentence cosines of 0.80–0.86 with almost none of their weighted terms in the book,
-# answerable ones 0.84–0.96; paraphrases have low term coverage but cosines ≥ 0.88. So: refuse when the best
-# sentence is both below MIN_DENSE and below MIN_COVERAGE. Second rule: the question is about a 目录 entry whose
-# text is not loaded (balanced title match ≥ UNLOADED_TOPIC, e.g. 「怎样健全和创新信访工作机制」 0.66, answerable
-# questions ≤ 0.56) and no sentence covers it nearly completely.
+# Refusal, measured on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"). Out-of-scope questions
+# (weather, recipes, sport) reach best-sentence cosines of 0.80–0.86 with almost none of their weighted
+# terms in the book; answerable ones with low term coverage (paraphrases) have cosines ≥ 0.88. So: refuse
+# when the best sentence is both below MIN_DENSE and below MIN_COVERAGE. Second rule: the question is about a
+# 目录 entry whose text is not loaded (balanced title match ≥ UNLOADED_TOPIC, e.g. 「怎样健全和创新信访工作
+# 机制」 0.66, answerable questions ≤ 0.56) and no sentence covers it nearly completely.
 MIN_DENSE = 0.87
 MIN_COVERAGE = 0.3
 UNLOADED_TOPIC = 0.6
@@ -67,7 +67,8 @@ class Answerer:
         self.embedder = embedder
         self.settings = settings
         self.facts = BookFacts(index.toc, index.info, index.chunks)
-        self.store = SentenceStore(embedder, index.tokenizer, index.chunks, getattr(index, "sentence_vectors", None))
+        vectors = getattr(index, "sentence_vectors", None)  # the index's own sentence vectors, if any
+        self.store = SentenceStore(embedder, index.tokenizer, index.chunks, vectors)
         self.llm = LLMClient(settings.llm) if settings.llm.enabled else None
         self.verifier = Verifier(embedder)
         self.composer = Composer(self.store, index.chunks, index.tokenizer)
@@ -86,10 +87,11 @@ class Answerer:
         assert answer is not None
         return answer
 
-    def ask_stream(self, question: str, history: Sequence[str] = (), **options: Any) -> Iterator[str | Answer]:
+    def ask_stream(self, question: str, history: Sequence[str] = (),
+                   **options: Any) -> Iterator[str | Answer]:
         """Text pieces while an LLM writes (none in extractive mode), then always the final Answer.
 
-        Options: `llm=False` forces the extractive answer; `passages=n` sets how many passages the LLM reads."""
+        Options: `llm=False` forces the extractive answer; `passages=n` is how many passages the LLM reads."""
         plan = self.plan(question, history, int(options.get("passages") or self.settings.answer.passages))
         if plan.final is not None:
             yield plan.final
@@ -132,7 +134,8 @@ class Answerer:
         """Every body sentence of the hits, best first (目录 and 版权页 lines are the direct answers' job).
 
         `own` is a follow-up's own wording: its terms, not the borrowed topic, measure the coverage."""
-        qterms = question_terms(self.index.tokenizer, own or text) or question_terms(self.index.tokenizer, text)
+        tok = self.index.tokenizer
+        qterms = question_terms(tok, own or text) or question_terms(tok, text)
         hits = self._pool(hits, qterms)
         if not hits:
             return []
@@ -152,7 +155,8 @@ class Answerer:
                 cov = coverage(self.store, qterms, self.store.terms(s))
                 bonus = ((W_LIST if lists[i] else 0.0) + (W_TYPE if wants(s.text) else 0.0)
                          + (W_QUOTE if quoted and all(t in squeeze(s.text)[0] for t in quoted) else 0.0))
-                scored.append(Scored(s, W_DENSE * dense + W_COVER * cov + W_RANK / h.rank + bonus, dense, cov))
+                score = W_DENSE * dense + W_COVER * cov + W_RANK / h.rank + bonus
+                scored.append(Scored(s, score, dense, cov))
         return sorted(scored, key=lambda x: -x.score)
 
     def _pool(self, hits: Sequence[Hit], qterms: frozenset[str]) -> list[Hit]:

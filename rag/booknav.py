@@ -199,7 +199,8 @@ def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapte
     if not grams:
         return None
     titles = [_grams(e.title) for e in rows]
-    idf = {g: math.log((len(rows) + 1) / (1 + sum(g in t for t in titles))) + 0.1 for g in grams.union(*titles)}
+    n = len(rows) + 1
+    idf = {g: math.log(n / (1 + sum(g in t for t in titles))) + 0.1 for g in grams.union(*titles)}
     scored = [(_match(grams, t, idf, balanced), e) for t, e in zip(titles, rows)]
     best = max(s for s, _ in scored)
     if best < min_score:

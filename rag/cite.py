@@ -1,7 +1,7 @@
-"""Citation helpers shared by the direct, extractive and LLM answers: find a span, verify a quote, make a Citation.
+"""Citation helpers shared by the direct, extractive and LLM answers: find a span, verify a quote, cite.
 
-A citation is only shown when its quote is a verbatim substring of its chunk's text, so every answer path builds
-citations through `make_citation`, which checks that and returns None otherwise.
+A citation is only shown when its quote is a verbatim substring of its chunk's text, so every answer path
+builds citations through `make_citation`, which checks that and returns None otherwise.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def _same(a: Sentence, b: Sentence) -> bool:
 
 
 def compose(base: Answer, sentences: Sequence[Sentence], refusal: str) -> Answer:
-    """The answer text with one [n] per sentence; a sentence whose quote fails the verbatim check is dropped."""
+    """The answer text with one [n] per sentence; a sentence failing the verbatim check is dropped."""
     parts: list[str] = []
     cites: list[Citation] = []
     for s in sentences:
@@ -115,8 +115,8 @@ def compose(base: Answer, sentences: Sequence[Sentence], refusal: str) -> Answer
 
 
 def display(sentence: str, n: int) -> str:
-    """A quoted sentence as answer text: line breaks inside it removed, print marks (▲, ^①) dropped, its marker
-    [n] before the closing punctuation (「即“大群工”[1]。」), a clause's 「；」 shown as 「。」."""
+    """A quoted sentence as answer text: line breaks inside it removed, print marks (▲, ^①) dropped, its
+    marker [n] before the closing punctuation (「即“大群工”[1]。」), a clause's 「；」 shown as 「。」."""
     text = re.sub(r"\s*\n\s*", "", sentence.strip())
     text = _DISPLAY_MARKS.sub("", text).strip()
     if text.endswith("”") and text.count("”") > text.count("“"):

@@ -108,7 +108,8 @@ class BookFacts:
         cites = self._cite_entries([self.chapters[0].entry, last.entry])
         extra = "，另有后记" if self.back else ""
         n = len(self.chapters)
-        text = f"据目录，全书共{int_cn(n)}章（{self.chapters[0].entry.number}至{last.entry.number}）{extra}{_marks(cites)}。"
+        span = f"{self.chapters[0].entry.number}至{last.entry.number}"
+        text = f"据目录，全书共{int_cn(n)}章（{span}）{extra}{_marks(cites)}。"
         return _Cited(text, cites)
 
     def _list_chapters(self) -> _Cited | None:
@@ -194,7 +195,8 @@ class BookFacts:
         rows = list(self.toc)
         i = rows.index(entry)
         for nxt in rows[i + 1:]:
-            if nxt.level <= entry.level and nxt.page and nxt.page.isdigit() and entry.page and entry.page.isdigit():
+            numbered = bool(nxt.page and nxt.page.isdigit() and entry.page and entry.page.isdigit())
+            if nxt.level <= entry.level and numbered:
                 return str(max(int(entry.page), int(nxt.page) - 1))
         return None
 

@@ -1,10 +1,10 @@
 """Answer metrics for `python -m rag eval --group answers`, registered in rag.evaluate.GROUPS.
 
-Per question type: 正确 — an answerable question's answer contains all its key phrases (so a list question counts
-only when complete) and is not a refusal; an out-of-scope question is refused, pointing at the expected 目录 entry
-when the set names one. 引文 — share of shown quotes that are verbatim substrings of their chunk. 出处 — share of
-questions cited to their expected section (answerable) or given the expected pointer (out of scope). Phrases are
-compared without spaces ("2015 年 2 月" = "2015年2月").
+Per question type: 正确 — an answerable question's answer contains all its key phrases (so a list question
+counts only when complete) and is not a refusal; an out-of-scope question is refused, pointing at the expected
+目录 entry when the set names one. 引文 — share of shown quotes that are verbatim substrings of their chunk.
+出处 — share of questions cited to their expected section (answerable) or given the expected pointer (out of
+scope). Phrases are compared without spaces ("2015 年 2 月" = "2015年2月").
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Sentence extraction for the default (no-LLM) answer: candidate sentences of the top hits, scored and chosen.
+"""Sentence extraction for the default (no-LLM) answer: candidate sentences of the top hits, scored.
 
 A sentence is scored by the embedding similarity of the question to that one sentence (not to its whole chunk)
-and by how much of the question's weighted vocabulary it contains. Sentence vectors are computed once per chunk,
-on first use, and cached: the book is small, so after a few questions `ask` encodes only the question.
+and by how much of the question's weighted vocabulary it contains. Sentence vectors come from the index (or
+are encoded once per chunk on first use) and are cached, so `ask` encodes only the question.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class SentenceStore:
 
     def __init__(self, embedder, tokenizer, chunks: Sequence[Chunk], index_vectors=None) -> None:
         self.embedder = embedder
-        self.index_vectors = index_vectors  # Index.sentence_vectors: (spans, vectors) of a chunk, if available
+        self.index_vectors = index_vectors  # Index.sentence_vectors: (spans, vectors) of a chunk
         self.tokenizer = tokenizer
         self._spans: dict[str, list[tuple[int, int]]] = {}
         self._vectors: dict[str, np.ndarray] = {}

@@ -1,9 +1,9 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 for the LLM tests: real HTTP, real SSE streaming.
 
-It stands in for a service we do not ship (Ollama, vLLM, DeepSeek …) — the only fake the suite allows. Each test
-scripts its behaviour: the reply text (or a function of the request), and failures (HTTP 500, a server that
-never answers, a stream that stalls half-way, a malformed stream). Every request body is recorded, so a test can
-prove that a refused question never reached the model.
+It stands in for a service we do not ship (Ollama, vLLM, DeepSeek …) — the only fake the suite allows. Each
+test scripts its behaviour: the reply text (or a function of the request), and failures (HTTP 500, a server
+that never answers, a stream that stalls half-way, a malformed stream). Every request body is recorded, so a
+test can prove that a refused question never reached the model.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class FakeLLM:
     def _respond(self, h: BaseHTTPRequestHandler, body: dict) -> None:
         s = self.script
         if s.mode == "error500":
-            return self._send(h, 500, "application/json", b'{"error": {"message": "boom", "type": "server_error"}}')
+            error = b'{"error": {"message": "boom", "type": "server_error"}}'
+            return self._send(h, 500, "application/json", error)
         if s.mode == "hang":
             time.sleep(s.hang_s)
             return None

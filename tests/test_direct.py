@@ -11,8 +11,8 @@ import pytest
 from rag.booknav import cn_int, int_cn, route
 from rag.direct import BookFacts
 
-QUESTIONS = [json.loads(line) for line in (Path(__file__).parent / "data" / "questions.jsonl").open(encoding="utf-8")
-             if line.strip()]
+QUESTION_FILE = Path(__file__).parent / "data" / "questions.jsonl"
+QUESTIONS = [json.loads(line) for line in QUESTION_FILE.open(encoding="utf-8") if line.strip()]
 FRONT = [q for q in QUESTIONS if q["type"] in ("toc", "copyright")]
 
 

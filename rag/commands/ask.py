@@ -33,15 +33,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def answer_json(answer: Answer) -> dict[str, Any]:
-    return {"question": answer.question, "answer": answer.text, "refused": answer.refused, "mode": answer.mode,
-            "citations": [citation_json(c) for c in answer.citations]}
+    return {"question": answer.question, "answer": answer.text, "refused": answer.refused,
+            "mode": answer.mode, "citations": [citation_json(c) for c in answer.citations]}
 
 
 def citation_json(c: Citation) -> dict[str, Any]:
     ch = c.chunk
     return {"n": c.n, "chunk_id": ch.id, "quote": c.quote, "text": ch.text, "section": ch.section_path,
-            "page": ch.page, "page_end": ch.page_end, "page_estimated": ch.page_estimated, "source": ch.source,
-            "score": round(c.score, 6)}
+            "page": ch.page, "page_end": ch.page_end, "page_estimated": ch.page_estimated,
+            "source": ch.source, "score": round(c.score, 6)}
 
 
 def source_line(c: Citation) -> str:
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             out = answer_json(pipeline.ask(question, history))
         except InputError as exc:
-            out = {"question": question, "answer": "", "refused": False, "mode": "extractive", "citations": [],
-                   "error": str(exc)}
+            out = {"question": question, "answer": "", "refused": False, "mode": "extractive",
+                   "citations": [], "error": str(exc)}
         print(json.dumps(out, ensure_ascii=False), flush=True)
     return 0
