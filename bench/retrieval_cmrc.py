@@ -6,7 +6,7 @@ unmodified. Each of its 256 paragraphs becomes one Markdown document (its title 
 the real pipeline: ingest → chunk → sentence vectors + BM25 → index → Retriever. A question's hit counts when the
 chunk comes from the question's paragraph.
 
-    .venv/bin/python -m bench.retrieval_cmrc [--chunks 300/450/1 200/300/1 …] [--bm25-libs] [--no-write]
+    .venv/bin/python -m bench.retrieval_cmrc [--chunks 300/450/1 200/300/1 …] [--bm25-libs] [--cold] [--no-write]
 
 Prints R@1, R@5, MRR@10 per method, the fusion weight on two halves of the questions, build time and mean query
 latency, and appends them to bench/RESULTS.md. Figures only; nothing here passes or fails.
@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import ROOT, ChunkSettings, RetrieveSettings, Settings, offline_environment
+from rag.query import clean
 
 DATA = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
 WORK = ROOT / "embeddings" / "cache" / "bench-cmrc"  # git-ignored; keeps the sentence-embedding cache
@@ -59,9 +61,18 @@ def metrics(ranks: list[int | None]) -> tuple[float, float, float]:
             sum(1 / r for r in ranks if r is not None and r <= 10) / n)
 
 
-def gold_rank(retriever, dense, lexical, coverage, gold: str, settings: RetrieveSettings) -> int | None:
+def question_text(retriever, question: str) -> str:
+    """The question as the retriever searches it; "" for the two empty CMRC questions (they count as misses)."""
+    return retriever.resolve(question).text if clean(question) else ""
+
+
+def gold_rank(retriever, arrays, gold: str, settings: RetrieveSettings) -> int | None:
+    """Rank (≤ 10) of the first hit from the gold paragraph, given (dense, BM25, coverage) of the question."""
     from rag.retrieve import fuse
 
+    if arrays is None:
+        return None
+    dense, lexical, coverage = arrays
     hits = retriever.hits(fuse(dense, lexical, coverage, settings), dense, lexical, 10)
     return next((h.rank for h in hits if h.chunk.source == gold), None)
 
@@ -79,14 +90,14 @@ def run_config(chunk: ChunkSettings, questions, embedder) -> dict:
     build_s = time.perf_counter() - start
     index = Index.load(settings.index_dir, settings, embedder)
     retriever = Retriever(index, embedder, settings.retrieve)
-    texts = [retriever.resolve(q).text for q, _ in questions]
+    texts = [question_text(retriever, q) for q, _ in questions]
     start = time.perf_counter()
-    for text in texts:  # the full query path of the default: encode, dense, BM25, fusion, hits
-        retriever.search_query(text, 5)
-    latency_ms = (time.perf_counter() - start) / len(texts) * 1000
-    qvecs = embedder.encode_queries(texts)
-    arrays = [(index.dense_scores(v), *index.lexical_query(t)) for v, t in zip(qvecs, texts)]
-    ranks = {name: [gold_rank(retriever, d, l, c, g, s) for (d, l, c), (_, g) in zip(arrays, questions)]
+    for text in filter(None, texts):  # the full query path of the default: encode, dense, BM25, fusion, hits
+        retriever.search(text, k=5)
+    latency_ms = (time.perf_counter() - start) / len(list(filter(None, texts))) * 1000
+    qvecs = embedder.encode_queries([t or "?" for t in texts])
+    arrays = [(index.dense_scores(v), *index.lexical_query(t)) if t else None for v, t in zip(qvecs, texts)]
+    ranks = {name: [gold_rank(retriever, a, g, s) for a, (_, g) in zip(arrays, questions)]
              for name, s in METHODS.items()}
     tokens = [embedder.count_tokens(c.text) for c in index.chunks]
     return {"tag": tag, "chunk": chunk, "report": report, "build_s": build_s, "latency_ms": latency_ms,
@@ -99,8 +110,7 @@ def scale_sweep(result: dict, questions) -> list[str]:
     lines = ["| lexical_scale | even half R@1 / R@5 / MRR@10 | odd half R@1 / R@5 / MRR@10 |", "|---|---|---|"]
     for scale in (1.0, 2.0, 3.0, 4.0, 6.0):
         s = RetrieveSettings(lexical_scale=scale)
-        ranks = [gold_rank(result["retriever"], d, l, c, g, s) for (d, l, c), (_, g) in
-                 zip(result["arrays"], questions)]
+        ranks = [gold_rank(result["retriever"], a, g, s) for a, (_, g) in zip(result["arrays"], questions)]
         halves = [metrics(ranks[i::2]) for i in (0, 1)]
         lines.append(f"| {scale:g} | " + " | ".join(" / ".join(f"{x:.3f}" for x in h) for h in halves) + " |")
     return lines
@@ -115,7 +125,7 @@ def bm25_libraries(result: dict, questions) -> list[str]:
     index, tokenizer = retriever.index, retriever.index.tokenizer
     docs = [passage_text(c) for c in index.chunks]
     sources = [c.source for c in index.chunks]
-    queries = [retriever.resolve(q).text for q, _ in questions]
+    queries = [question_text(retriever, q) for q, _ in questions]
     libs: dict[str, tuple] = {}
     start = time.perf_counter()
     lex = Lexical.build(docs, tokenizer)
@@ -174,12 +184,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", nargs="+", default=["300/450/1"], help="target/max/overlap, first = main")
     parser.add_argument("--bm25-libs", action="store_true", help="also compare bm25s with rank-bm25")
+    parser.add_argument("--cold", action="store_true", help="empty the embedding cache first (honest build time)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
     from rag.embed import load_embedder
 
     embedder = load_embedder(Settings.from_env({}).model)
     questions = write_corpus(WORK / "corpus")
+    if args.cold:
+        shutil.rmtree(WORK / "cache", ignore_errors=True)
     results = []
     for spec in args.chunks:
         target, most, overlap = (int(x) for x in spec.split("/"))
