@@ -18,6 +18,9 @@ class ModelSettings:
     name: str = str(DEFAULT_MODEL_DIR)  # a sentence-transformers directory, or a hub name (cached / reachable)
     batch_size: int = 32
     device: str = "cpu"
+    # "auto": ONNX Runtime for the default model, torch for others; or "torch" / "onnx" / "onnx-int8"
+    # (measured in bench/RESULTS.md, Performance). RAG_BACKEND.
+    backend: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class Settings:
             s = replace(s, feedback_path=Path(env["RAG_FEEDBACK_PATH"]))
         if env.get("RAG_MODEL"):
             s = replace(s, model=replace(s.model, name=env["RAG_MODEL"]))
+        if env.get("RAG_BACKEND"):
+            s = replace(s, model=replace(s.model, backend=env["RAG_BACKEND"]))
         llm = LLMSettings(
             base_url=env.get("RAG_LLM_BASE_URL") or None,
             model=env.get("RAG_LLM_MODEL") or None,

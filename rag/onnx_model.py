@@ -1,0 +1,225 @@
+"""The default model through ONNX Runtime: exported once at provisioning time, then encoded without torch.
+
+Why: measured on this 2-core machine (bench/RESULTS.md, Performance), ONNX Runtime spends a third of torch's
+CPU time on one query and gives the same vectors (cosine ≥ 0.9999999), and a process that never imports torch,
+transformers or sentence-transformers starts in a fraction of the time and memory. The export needs torch and
+transformers (present for the `torch` backend anyway) and runs in `python -m rag model`, so serving never does.
+
+Layout, next to the converted model: `embeddings/models/<model>-onnx/`
+    model.onnx       BertModel → last hidden states, float32 (torch.onnx.export, opset 17)
+    model-int8.onnx  the same with dynamic int8 weights (onnxruntime.quantization, per channel, MatMul+Gather)
+    provenance.json  the source model's fingerprint, tool versions, and size/mtime/sha256 of every file
+Pooling (mean over the attention mask, prompt included) and L2 normalisation happen here in numpy, exactly as
+the model's sentence-transformers modules (1_Pooling, 2_Normalize) do them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.errors import ModelError
+
+EXPORT_VERSION = 1  # bump whenever the exported files would change
+FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+TOOLS = ("torch", "transformers", "onnx", "onnxruntime")
+OPSET = 17
+
+
+def onnx_dir(model_dir: Path) -> Path:
+    return model_dir.with_name(model_dir.name + "-onnx")
+
+
+def file_record(path: Path, sha256: str | None = None) -> dict:
+    """What a receipt says about a file: size and mtime (checked on every load) and sha256 (the identity)."""
+    st = path.stat()
+    if sha256 is None:
+        with open(path, "rb") as fh:
+            sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def unchanged(path: Path, record: dict) -> bool:
+    """The file is the one the receipt describes, judged by size and mtime, as make and rsync do: a copy or
+    an edit changes the mtime, and then the caller hashes the bytes instead of trusting the receipt."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_size == record.get("size") and st.st_mtime_ns == record.get("mtime_ns")
+
+
+def read_receipt(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+# ---------------------------------------------------------------- provisioning
+
+
+def provision_onnx(model_dir: Path, source_fingerprint: str, backend: str = "onnx", *,
+                   force: bool = False) -> tuple[Path, str, bool]:
+    """The ONNX file for `backend` (exported/quantised now if missing or made from other weights), its
+    sha256, and whether this call had to make it. A file lock makes concurrent processes wait for one export."""
+    folder = onnx_dir(model_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        receipt = read_receipt(folder)
+        if receipt.get("source_fingerprint") != source_fingerprint or receipt.get("export_version") != EXPORT_VERSION:
+            receipt = {"source_fingerprint": source_fingerprint, "export_version": EXPORT_VERSION, "files": {}}
+        files = receipt.setdefault("files", {})
+        made = False
+        for name in _needed(backend):
+            path = folder / FILES[name]
+            if force or name not in files or not unchanged(path, files[name]):
+                (_export if name == "onnx" else _quantize)(model_dir, folder)
+                files[name] = file_record(path)
+                made = True
+        if made:
+            receipt["tools"] = {t: _version(t) for t in TOOLS}
+            _write_atomic(folder / "provenance.json", json.dumps(receipt, indent=2, sort_keys=True) + "\n")
+        return folder / FILES[backend], files[backend]["sha256"], made
+
+
+def _needed(backend: str) -> list[str]:
+    if backend not in FILES:
+        raise ModelError(f"未知的推理后端 {backend!r}：可选 torch、onnx、onnx-int8（RAG_BACKEND）。")
+    return ["onnx"] if backend == "onnx" else ["onnx", backend]
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _export(model_dir: Path, folder: Path) -> None:
+    """BertModel → ONNX with dynamic batch and sequence axes (the TorchScript exporter: one graph, no
+    onnxscript needed); written to a temporary name and renamed, so readers never see half a file."""
+    try:
+        import torch
+        from transformers import BertModel
+    except ImportError as exc:
+        raise ModelError(f"导出 ONNX 模型需要 torch 和 transformers（{exc}）。请执行 `make setup`，"
+                         "或设置 RAG_BACKEND=torch。") from exc
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, bert) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+
+    bert = BertModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+    ids = torch.tensor([[0, 6, 7, 8, 2], [0, 6, 7, 2, 1]])
+    axes = {"batch": 0, "tokens": 1}
+    tmp = folder / f".model.{os.getpid()}.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Encoder(bert), (ids, (ids != 1).long()), str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+                          dynamic_axes={n: {v: k for k, v in axes.items()} for n in
+                                        ("input_ids", "attention_mask", "last_hidden_state")})
+    os.replace(tmp, folder / FILES["onnx"])
+
+
+def _quantize(model_dir: Path, folder: Path) -> None:
+    """Dynamic int8: weights of MatMul and the embedding Gather quantised per output channel (smaller error
+    than per tensor on this model), activations quantised on the fly."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = folder / f".model-int8.{os.getpid()}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(folder / FILES["onnx"], tmp, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gather"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    os.replace(tmp, folder / FILES["onnx-int8"])
+
+
+# ---------------------------------------------------------------- encoding
+
+
+class OnnxEncoder:
+    """Tokenise with the model's own tokenizer.json, run the graph, mean-pool, normalise; thread-safe."""
+
+    def __init__(self, model_dir: Path, onnx_file: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        st_config = _json(model_dir / "sentence_bert_config.json")
+        self.dim = int(config["hidden_size"])
+        self.max_seq_length = min(int(st_config.get("max_seq_length") or 512),
+                                  int(config.get("max_position_embeddings", 512)))
+        self.prompts = dict(_json(model_dir / "config_sentence_transformers.json").get("prompts", {}))
+        self.pad_id = int(config.get("pad_token_id") or 0)
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, len(os.sched_getaffinity(0)))
+        options.inter_op_num_threads = 1
+        # Spinning worker threads starve each other on a shared 2-core machine (as with OpenMP in torch).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+    def token_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Rows in input order; batches of similar length (longest first), so little padding is computed."""
+        ids = [self._truncate(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        for lo in range(0, len(order), batch_size):
+            rows = order[lo:lo + batch_size]
+            out[rows] = self._forward([ids[i] for i in rows])
+            if progress is not None:
+                progress(len(rows))
+        return out
+
+    def _truncate(self, ids: list[int]) -> list[int]:
+        """As the Hugging Face tokenizer does for one sequence: cut the text, keep the closing </s>."""
+        return ids if len(ids) <= self.max_seq_length else ids[:self.max_seq_length - 1] + ids[-1:]
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in batch)
+        ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, x in enumerate(batch):
+            ids[row, :len(x)] = x
+            mask[row, :len(x)] = 1
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
