@@ -1,15 +1,16 @@
 """Retrieval quality on CMRC 2018 trial: dense only, BM25 only, plain RRF and the default fusion.
 
-Data: ../shared/data/cmrc2018_trial.json — the trial split of CMRC 2018 (Cui et al., "A Span-Extraction Dataset
-for Chinese Machine Reading Comprehension", EMNLP-IJCNLP 2019, github.com/ymcui/cmrc2018), CC BY-SA 4.0, used
-unmodified. Each of its 256 paragraphs becomes one Markdown document (its title as the heading) and goes through
-the real pipeline: ingest → chunk → sentence vectors + BM25 → index → Retriever. A question's hit counts when the
-chunk comes from the question's paragraph.
+Data: ../shared/data/cmrc2018_trial.json — the trial split of CMRC 2018 (Cui et al., "A Span-Extraction
+Dataset for Chinese Machine Reading Comprehension", EMNLP-IJCNLP 2019, github.com/ymcui/cmrc2018), CC BY-SA
+4.0, used unmodified. Each of its 256 paragraphs becomes one Markdown document (its title as the heading) and
+goes through the real pipeline: ingest → chunk → sentence vectors + BM25 → index → Retriever. A question's hit
+counts when the chunk comes from the question's paragraph.
 
-    .venv/bin/python -m bench.retrieval_cmrc [--chunks 300/450/1 200/300/1 …] [--bm25-libs] [--cold] [--no-write]
+    .venv/bin/python -m bench.retrieval_cmrc [--chunks 300/450/1 200/300/1 …] [--bm25-libs] [--cold]
+                                             [--no-write]
 
-Prints R@1, R@5, MRR@10 per method, the fusion weight on two halves of the questions, build time and mean query
-latency, and appends them to bench/RESULTS.md. Figures only; nothing here passes or fails.
+Prints R@1, R@5, MRR@10 per method, the fusion weight on two halves of the questions, build time and mean
+query latency, and appends them to bench/RESULTS.md. Figures only; nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def metrics(ranks: list[int | None]) -> tuple[float, float, float]:
 
 
 def question_text(retriever, question: str) -> str:
-    """The question as the retriever searches it; "" for the two empty CMRC questions (they count as misses)."""
+    """The question as the retriever searches it; "" for the two empty CMRC questions (counted as misses)."""
     return retriever.resolve(question).text if clean(question) else ""
 
 
@@ -107,7 +108,8 @@ def run_config(chunk: ChunkSettings, questions, embedder) -> dict:
 
 def scale_sweep(result: dict, questions) -> list[str]:
     """The default's lexical_scale on the even and the odd half of the questions (chosen on the even half)."""
-    lines = ["| lexical_scale | even half R@1 / R@5 / MRR@10 | odd half R@1 / R@5 / MRR@10 |", "|---|---|---|"]
+    lines = ["| lexical_scale | even half R@1 / R@5 / MRR@10 | odd half R@1 / R@5 / MRR@10 |",
+             "|---|---|---|"]
     for scale in (1.0, 2.0, 3.0, 4.0, 6.0):
         s = RetrieveSettings(lexical_scale=scale)
         ranks = [gold_rank(result["retriever"], a, g, s) for a, (_, g) in zip(result["arrays"], questions)]
@@ -158,16 +160,19 @@ def bm25_libraries(result: dict, questions) -> list[str]:
 
 def tables(results: list[dict], questions, args) -> str:
     main = results[0]
-    out = [f"Command: `.venv/bin/python -m bench.retrieval_cmrc {' '.join(sys.argv[1:])}`".rstrip(),
-           f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores shared with other "
-           "work; latency and build time grow with load)", "",
-           f"Chunks {main['tag']}: {main['report'].chunks} chunks, {main['report'].sentences} sentence vectors "
-           f"({main['report'].embedded} encoded now, {main['report'].cached} from the cache); build "
-           f"{main['build_s']:.1f} s; mean query latency (encode + dense + BM25 + fusion) {main['latency_ms']:.1f} ms",
+    rep = main["report"]
+    out = [f"Command: `.venv/bin/python -m bench.retrieval_cmrc {' '.join(sys.argv[1:])}`  ",
+           f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores shared with "
+           "other work; latency and build time grow with load)", "",
+           f"Chunks {main['tag']}: {rep.chunks} chunks, {rep.sentences} sentence vectors ({rep.embedded} "
+           f"encoded now, {rep.cached} from the cache); build {main['build_s']:.1f} s; mean query latency "
+           f"(encode + dense + BM25 + fusion) {main['latency_ms']:.1f} ms",
            "", "| method | R@1 | R@5 | MRR@10 |", "|---|---|---|---|"]
-    out += [f"| {name} | " + " | ".join(f"{x:.3f}" for x in metrics(r)) + " |" for name, r in main["ranks"].items()]
+    out += [f"| {name} | " + " | ".join(f"{x:.3f}" for x in metrics(r)) + " |"
+            for name, r in main["ranks"].items()]
     out += ["", *scale_sweep(main, questions), "", "Chunk size (default fusion):", "",
-            "| target/max/overlap | chunks | chars mean / max | model tokens max | R@1 | R@5 | MRR@10 | build (s) |",
+            "| target/max/overlap | chunks | chars mean / max | model tokens max | R@1 | R@5 | MRR@10 "
+            "| build (s) |",
             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         m = metrics(r["ranks"]["default: z-score + coverage·BM25"])
@@ -184,7 +189,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", nargs="+", default=["300/450/1"], help="target/max/overlap, first = main")
     parser.add_argument("--bm25-libs", action="store_true", help="also compare bm25s with rank-bm25")
-    parser.add_argument("--cold", action="store_true", help="empty the embedding cache first (honest build time)")
+    parser.add_argument("--cold", action="store_true",
+                        help="empty the embedding cache first (honest build time)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
     from rag.embed import load_embedder

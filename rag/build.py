@@ -1,9 +1,10 @@
 """Building the index folder: corpus → chunks → vectors (cached by content) + BM25 → a new folder, swapped in.
 
-The new index is written into a sibling folder (`index.building-<pid>`) and only renamed into place once every
-file and the manifest are complete, so a failed or interrupted build leaves the previous index serving. On Linux
-the swap is one atomic renameat2(RENAME_EXCHANGE); elsewhere two renames, with the old folder kept until the new
-one is in place. Same inputs give the same chunk ids, the same files and therefore the same manifest checksums.
+The new index is written into a sibling folder (`index.building-<pid>`) and only renamed into place once
+every file and the manifest are complete, so a failed or interrupted build leaves the previous index serving.
+On Linux the swap is one atomic renameat2(RENAME_EXCHANGE); elsewhere two renames, with the old folder kept
+until the new one is in place. Same inputs give the same chunk ids, the same files and therefore the same
+manifest checksums.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def write_index(target: Path, index: ix.Index, manifest: dict[str, Any]) -> None
         index.save(tmp)
         manifest = {**manifest, "files": _file_table(tmp)}
         manifest["lexicon"]["sha256"] = manifest["files"][ix.LEXICON]["sha256"]
-        (tmp / ix.MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+        (tmp / ix.MANIFEST).write_text(text, encoding="utf-8")
         _swap_in(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after a swap it holds the previous index (or nothing)

@@ -1,8 +1,8 @@
 """Evaluation on the project's question set (tests/data/questions.jsonl): metrics by question type.
 
-Each metric group is a function `(pipeline, questions) -> GroupReport` registered in GROUPS, so another stage
-can add its own (e.g. answer metrics) without touching the retrieval one. A retrieval hit counts when the chunk's
-text contains one of the question's evidence strings (compared without width/spacing differences).
+Each metric group is a function `(pipeline, questions) -> GroupReport` registered in GROUPS, so another
+stage can add its own (e.g. answer metrics) without touching the retrieval one. A retrieval hit counts when
+the chunk's text contains one of the question's evidence strings (compared without width/spacing differences).
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ def answers(pipeline, questions: Sequence[Question]) -> GroupReport:
 GROUPS: dict[str, Callable[..., GroupReport]] = {"retrieval": retrieval, "answers": answers}
 
 
-def evaluate(pipeline, questions: Sequence[Question], groups: Sequence[str] = ("retrieval",)) -> list[GroupReport]:
+def evaluate(pipeline, questions: Sequence[Question],
+             groups: Sequence[str] = ("retrieval",)) -> list[GroupReport]:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise InputError(f"未知的评测组：{'、'.join(unknown)}。可选：{'、'.join(GROUPS)}。")

@@ -1,7 +1,7 @@
 """The index: a self-describing folder with FAISS vectors, a BM25 index, the chunk table and a manifest.
 
 Layout of `embeddings/index/` (every file is listed in manifest.json with its size and sha256):
-    manifest.json   model (name, weights fingerprint, dim, prompts), chunk settings, corpus checksums, counts …
+    manifest.json   model (name, weights fingerprint, dim, prompts), chunk settings, corpus checksums …
     vectors.faiss   FAISS IndexFlatIP over the sentence vectors; row j is row j of units.npy
     units.npy       int32 (chunk row, start, end): which chunk each vector's sentence belongs to, and where
     chunks.json     the chunk table (text, section path, pages, offsets)
@@ -119,7 +119,8 @@ class Index:
         a millisecond and every chunk gets a dense score for fusion."""
         out = np.full(len(self.chunks), -1.0, dtype=np.float32)
         if self._faiss.ntotal:
-            sims, rows = self._faiss.search(np.asarray(qvec, dtype=np.float32).reshape(1, -1), self._faiss.ntotal)
+            query = np.asarray(qvec, dtype=np.float32).reshape(1, -1)
+            sims, rows = self._faiss.search(query, self._faiss.ntotal)
             found = rows[0] >= 0
             np.maximum.at(out, self.units[rows[0][found], 0], sims[0][found])
         return out
@@ -135,7 +136,9 @@ class Index:
         row = self._row[chunk_id]
         lo, hi = np.searchsorted(self.units[:, 0], [row, row + 1])  # units are stored in chunk order
         spans = [(int(a), int(b)) for _, a, b in self.units[lo:hi]]
-        return spans, self._faiss.reconstruct_n(int(lo), int(hi - lo)) if hi > lo else np.zeros((0, self._faiss.d))
+        if hi == lo:
+            return spans, np.zeros((0, self._faiss.d), dtype=np.float32)
+        return spans, self._faiss.reconstruct_n(int(lo), int(hi - lo))
 
     def lexical_query(self, query: str) -> tuple[np.ndarray, float]:
         """BM25 score of every chunk, and the query's term coverage (see Lexical.query)."""
@@ -182,14 +185,15 @@ def build_index(settings: Settings, *, embedder=None, progress: bool = False):
 
 
 def corpus_files(roots: Sequence[Path]) -> dict[str, str]:
-    """sha256 of every file under the corpus roots (hidden files aside), keyed "<root name>/<relative path>"."""
+    """sha256 of every file under the corpus roots (hidden files aside), keyed "<root name>/<path>"."""
     found: dict[str, str] = {}
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
             rel = path.relative_to(root.parent if root.is_file() else root)
             if not any(part.startswith(".") for part in rel.parts):
-                found[f"{root.name}/{rel.as_posix()}" if root.is_dir() else rel.as_posix()] = sha256_file(path)
+                key = f"{root.name}/{rel.as_posix()}" if root.is_dir() else rel.as_posix()
+                found[key] = sha256_file(path)
     return found
 
 
@@ -297,7 +301,7 @@ def _open(folder: Path, manifest: dict[str, Any], settings: Settings) -> Index:
 
 
 def top_rows(scores: np.ndarray, n: int, minimum: float) -> list[int]:
-    """The rows of the n best scores above `minimum`, ties broken by row so results never depend on sort order."""
+    """Rows of the n best scores above `minimum`; ties broken by row (results never depend on sort order)."""
     rows = np.flatnonzero(scores > minimum)
     return [int(r) for r in rows[np.lexsort((rows, -scores[rows]))][:max(n, 0)]]
 
@@ -306,7 +310,8 @@ def top_rows(scores: np.ndarray, n: int, minimum: float) -> list[int]:
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """A JSON array with one row per line: readable, diffable, byte-for-byte reproducible."""
-    path.write_text("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n", encoding="utf-8")
+    body = ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
+    path.write_text(f"[\n{body}\n]\n", encoding="utf-8")
 
 
 def chunk_to_dict(chunk: Chunk) -> dict[str, Any]:

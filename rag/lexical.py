@@ -1,10 +1,11 @@
 """BM25 over jieba tokens, with a book lexicon so the book's own terms (大群工, 网络群工 …) stay whole.
 
-Library choice, measured on CMRC 2018 trial (`python -m bench.retrieval_cmrc --bm25-libs`; the same jieba terms
-over the same 550 chunks, 1002 questions, times include jieba): bm25s 0.3.16 R@1 0.978 / R@5 0.993 / MRR@10 0.985,
-0.56 ms per query; rank-bm25 0.2.2 (BM25Okapi, same k1/b) 0.979 / 0.993 / 0.985, 3.2 ms per query. Equal quality;
-bm25s scores from a precomputed sparse matrix instead of looping over every document in Python (6x faster here,
-and the gap grows with the corpus) and saves its index as plain .npy/.json files, no pickle. Hence bm25s, pinned.
+Library choice, measured on CMRC 2018 trial (`python -m bench.retrieval_cmrc --bm25-libs`; the same jieba
+terms over the same 550 chunks, 1002 questions, times include jieba): bm25s 0.3.16 R@1 0.978 / R@5 0.993 /
+MRR@10 0.985, 0.56 ms per query; rank-bm25 0.2.2 (BM25Okapi, same k1/b) 0.979 / 0.993 / 0.985, 3.2 ms per
+query. Equal quality; bm25s scores from a precomputed sparse matrix instead of looping over every document in
+Python (6x faster here, the gap grows with the corpus) and saves its index as plain .npy/.json files, no
+pickle. Hence bm25s, pinned.
 
 The index is built once at build time and saved with the dense index; queries only tokenise and score. The
 vocabulary is sorted before indexing because bm25s would otherwise number tokens in set order, which changes
@@ -116,7 +117,7 @@ def heading_terms(title: str, max_chars: int = 8) -> set[str]:
 
 
 def read_word_list(path: Path) -> list[str]:
-    """A hand-kept word list: one term per line (a jieba frequency after it is allowed), # starts a comment."""
+    """A hand-kept word list: one term per line (a jieba frequency may follow), # starts a comment."""
     words = []
     for line in path.read_text(encoding="utf-8").splitlines():
         word = line.split("#", 1)[0].split()

@@ -1,4 +1,4 @@
-"""Serving: one read-only object holding the model, the index and the retriever, shared by the CLI and the app.
+"""Serving: one read-only object with the model, the index and the retriever, shared by the CLI and the app.
 
 Thread-safe: after `load` nothing is mutated except the lazily created answerer, guarded by a lock.
 """
@@ -61,12 +61,14 @@ class Pipeline:
     def ask(self, question: str, history: Sequence[str] = (), **options: Any) -> Answer:
         return self.answerer.ask(question, history, **options)
 
-    def ask_stream(self, question: str, history: Sequence[str] = (), **options: Any) -> Iterator[str | Answer]:
+    def ask_stream(self, question: str, history: Sequence[str] = (),
+                   **options: Any) -> Iterator[str | Answer]:
         return self.answerer.ask_stream(question, history, **options)
 
     def status(self) -> IndexStatus:
         m = self.index.manifest
         reason = corpus_stale(self.settings, m)
         return IndexStatus(model=m.get("model", {}).get("name", ""), chunks=len(self.index),
-                           built_at=m.get("built_at", ""), corpus_checksum=m.get("corpus", {}).get("checksum", ""),
+                           built_at=m.get("built_at", ""),
+                           corpus_checksum=m.get("corpus", {}).get("checksum", ""),
                            stale=reason is not None, stale_reason=reason)

@@ -43,7 +43,7 @@ def _converter():
 
 
 def clean(text: str) -> str:
-    """Drop escape sequences and invisible characters (NUL, zero-width, bidi controls); collapse whitespace."""
+    """Drop escape sequences and invisible characters (NUL, zero-width, bidi); collapse whitespace."""
     text = _ANSI.sub("", text)
     kept = []
     for ch in text:

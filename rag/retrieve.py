@@ -33,7 +33,7 @@ def fuse(dense: np.ndarray, lexical: np.ndarray, coverage: float,
          s: RetrieveSettings) -> list[tuple[int, float]]:
     """(row, fused score) best first, over the union of the top `candidates` of each ranker.
 
-    Default "zscore": z-score of the dense scores (over all chunks) + lexical_scale · coverage · BM25 / max BM25.
+    Default "zscore": z-score of the dense scores (over all chunks) + lexical_scale · coverage · BM25 / max.
     The dense z-score says how far a chunk stands out from the rest of the book for this question; BM25 is
     scaled to [0, 1] and trusted in proportion to how much of the question's wording occurs in the book at
     all. Measured on CMRC and the book's questions (bench/RESULTS.md) against RRF: better R@1 and MRR@10 on
@@ -100,7 +100,7 @@ class Retriever:
         return self.search_query(self.resolve(question, history).text, k)
 
     def search_query(self, text: str, k: int | None = None, qvec: np.ndarray | None = None) -> list[Hit]:
-        """Top-k hits for an already prepared query text (`qvec`: its vector, when the caller has it already)."""
+        """Top-k hits for an already prepared query text (`qvec`: its vector, when the caller has it)."""
         k = self.settings.k if k is None else k
         if k <= 0 or not len(self.index):
             return []
@@ -110,9 +110,10 @@ class Retriever:
         fused = fuse(dense, lexical, coverage, self.settings)
         return self.hits(fused, dense, lexical, k)
 
-    def hits(self, fused: list[tuple[int, float]], dense: np.ndarray, lexical: np.ndarray, k: int) -> list[Hit]:
+    def hits(self, fused: list[tuple[int, float]], dense: np.ndarray, lexical: np.ndarray,
+             k: int) -> list[Hit]:
         """Best-first hits. A chunk mostly shown by a better hit (overlap, repeated text) is left out; a
-        footnote follows the passage that cites it, since the passage alone does not say where its quote is from."""
+        footnote follows the passage that cites it (the passage alone does not say where a quote is from)."""
         rows: list[tuple[int, float]] = []
         for row, score in fused:
             for r in (row, *self._footnotes_of(row)):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rag.__main__ import main
 
-HIT_KEYS = {"rank", "chunk_id", "score", "text", "section", "page", "page_end", "page_estimated", "kind", "source"}
+HIT_KEYS = {"rank", "chunk_id", "score", "text", "section", "page", "page_end", "page_estimated", "kind",
+            "source"}
 
 
 def test_search_json_has_the_documented_shape(built, pipeline, capsys) -> None:

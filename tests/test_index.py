@@ -1,4 +1,4 @@
-"""The index folder: exact dense search, save → load, manifest and checksum checks, idempotent atomic builds."""
+"""The index folder: exact dense search, save → load, manifest and checksum checks, idempotent builds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from rag.config import ChunkSettings
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
-from rag.index import Index, build_index, corpus_stale
+from rag.index import Index, build_index, chunk_from_dict, corpus_stale
 from rag.retrieve import Retriever
 
 QUESTIONS = ["什么是党的群众工作？", "这本书的主编是谁？", "网络群工是第几章？", "老百姓盼着过上好日子，党怎么看待？"]
@@ -95,11 +95,13 @@ def test_build_is_idempotent_and_a_failed_build_leaves_the_index_intact(built, e
     # A sibling of the session index, so the embedding cache (embeddings/cache next to it) is shared.
     again = replace(built, index_dir=built.index_dir.parent / "index-again")
     report = build_index(again, embedder=embedder)
-    assert report.embedded == 0 and report.chunks == len(json.loads((built.index_dir / "chunks.json").read_text()))
+    table = json.loads((built.index_dir / "chunks.json").read_text(encoding="utf-8"))
+    assert report.embedded == 0 and report.chunks == len(table)
     first = json.loads((built.index_dir / "manifest.json").read_text(encoding="utf-8"))
     second = json.loads((again.index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert second["files"] == first["files"]  # same chunk ids, vectors, BM25 and lexicon, byte for byte
-    assert {k: v for k, v in second.items() if k != "built_at"} == {k: v for k, v in first.items() if k != "built_at"}
+    second.pop("built_at"), first.pop("built_at")
+    assert second == first
 
     def interrupted(self, folder: Path) -> None:
         (folder / "vectors.faiss").write_bytes(b"half")
@@ -109,8 +111,9 @@ def test_build_is_idempotent_and_a_failed_build_leaves_the_index_intact(built, e
     with pytest.raises(KeyboardInterrupt):
         build_index(again, embedder=embedder)
     monkeypatch.undo()
-    assert json.loads((again.index_dir / "manifest.json").read_text(encoding="utf-8")) == second
-    assert Index.load(again.index_dir, again, embedder).chunks == Index.load(built.index_dir, built, embedder).chunks
+    after = json.loads((again.index_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert after["files"] == second["files"]
+    assert Index.load(again.index_dir, again, embedder).chunks == tuple(chunk_from_dict(d) for d in table)
     assert not list(again.index_dir.parent.glob("index-again.building-*"))
 
 

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with --corpus/--index/--model on top (shared by build/search/eval)."""
     s = Settings.from_env()
-    model = ModelSettings(args.model, s.model.batch_size, s.model.device) if getattr(args, "model", None) else None
+    name = getattr(args, "model", None)
+    model = ModelSettings(name, s.model.batch_size, s.model.device) if name else None
     corpus = tuple(args.corpus) if getattr(args, "corpus", None) else None
     return s.with_overrides(index_dir=getattr(args, "index", None), model=model, corpus=corpus)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rag.commands.build import settings_from_args
@@ -20,6 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, metavar="PATH", help="嵌入模型目录（须与构建索引时一致）")
     p.add_argument("--group", action="append", choices=sorted(GROUPS), default=None,
                    help="评测组（可重复；默认 retrieval）")
+    p.add_argument("--fusion", choices=("zscore", "rrf", "dense", "lexical"), default=None,
+                   help="检索融合方式（默认 zscore；其余用于对比）")
     p.add_argument("--json", action="store_true", help="输出 JSON")
 
 
@@ -28,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
     questions = load_questions(args.questions)
-    pipeline = Pipeline.load(settings_from_args(args))
+    settings = settings_from_args(args)
+    if args.fusion:
+        settings = replace(settings, retrieve=replace(settings.retrieve, fusion=args.fusion))
+    pipeline = Pipeline.load(settings)
     start = time.perf_counter()
     reports = evaluate(pipeline, questions, args.group or ["retrieval"])
     seconds = time.perf_counter() - start

@@ -1,7 +1,8 @@
 """python -m rag search: ranked passages for a question (or a batch of them), as text or JSON.
 
-JSON per query (other tools and tests rely on it): {"query": str, "hits": [{"rank", "chunk_id", "score", "text",
-"section", "page", "page_end", "page_estimated", "kind", "source"}]}; `section` is the full path joined by " › ".
+JSON per query (other tools and tests rely on it): {"query": str, "hits": [{"rank", "chunk_id", "score",
+"text", "section", "page", "page_end", "page_estimated", "kind", "source"}]}; `section` is the full path
+joined by " › ".
 """
 
 from __future__ import annotations
@@ -101,5 +102,6 @@ def show(pipeline, question: str, history: list[str], k: int | None, as_json: bo
     if not hits:
         print("没有找到相关段落。")
     for h in hits:
-        print(f"[{h.rank}] {h.score:.4f}  {h.chunk.section_path or h.chunk.source}  {page_label(h)}  [{h.chunk.kind}]")
+        where = h.chunk.section_path or h.chunk.source
+        print(f"[{h.rank}] {h.score:.4f}  {where}  {page_label(h)}  [{h.chunk.kind}]")
         print(f"    {one_line(h.chunk.text)[:160]}")
