@@ -17,6 +17,11 @@ from typing import Sequence
 from rag.errors import InputError
 
 EMPTY_MESSAGE = "请输入问题。问题为空或只包含空白、控制字符，例如可以问：什么是党的群众工作？"
+NO_WORDS_MESSAGE = "问题里没有文字（只有表情符号或标点），请用文字说说想问什么，例如：什么是党的群众工作？"
+TOO_SHORT_MESSAGE = "问题只有一个字（「{text}」），请说得具体一些，例如：党的群众工作是什么？"
+INPUT_LIMIT = 50_000  # characters of a paste looked at (its head and tail); the question part is used
+_ASKS = ("？", "?")
+_SENTENCE_END = re.compile(r"[。！？!?；;]+[”’」』）)]*")
 
 # ANSI/VT escape sequences (CSI … final byte, OSC … BEL/ST, and two-byte ESC x) pasted from a terminal.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
@@ -33,6 +38,7 @@ class Query:
     converted: bool = False  # Traditional characters were turned into Simplified ones
     truncated: bool = False
     expanded: bool = False  # a follow-up whose reference was filled in from the history
+    shown: str = ""  # the question part as typed (cleaned, not converted): what the page shows
 
 
 @lru_cache(maxsize=1)
@@ -58,20 +64,64 @@ def clean(text: str) -> str:
 
 
 def prepare(question: str, max_chars: int) -> Query:
-    """Cleaned, simplified and length-limited question; raises InputError when nothing usable is left."""
-    text = clean(question or "")
+    """Cleaned, simplified and length-limited question; raises InputError when nothing usable is left.
+
+    Bounded work for any paste: at most INPUT_LIMIT characters are looked at (head and tail, where a question
+    sits), and only the question part (at most `max_chars`) is converted and used."""
+    text = clean(_bounded(question or ""))
     if not text:
         raise InputError(EMPTY_MESSAGE)
+    words = sum(1 for ch in text if unicodedata.category(ch)[0] in "LN")
+    if words < 2:
+        raise InputError(NO_WORDS_MESSAGE if not words else TOO_SHORT_MESSAGE.format(text=text[:20]))
     notices: list[str] = []
-    simplified = _converter().convert(text)
-    converted = simplified != text
+    part = question_part(text, max_chars)
+    truncated = part != text
+    simplified = _converter().convert(part)
+    converted = simplified != part
     if converted:
         notices.append("已将繁体字转换为简体字后检索。")
-    truncated = len(simplified) > max_chars
     if truncated:
-        simplified = simplified[:max_chars].rstrip()
-        notices.append(f"输入过长，已截取前 {max_chars} 字。")
-    return Query(simplified, question, tuple(notices), converted, truncated)
+        notices.append(f"输入过长，已截取前 {max_chars} 字。" if text.startswith(part) and not part.endswith(_ASKS)
+                       else f"输入过长（{len(question)} 字），只使用了其中的问句：{part[:60]}")
+    return Query(simplified, question, tuple(notices), converted, truncated, shown=part)
+
+
+def _bounded(question: str) -> str:
+    """A huge paste cut to its head and tail (INPUT_LIMIT characters in all), where a question is asked."""
+    if len(question) <= INPUT_LIMIT:
+        return question
+    half = INPUT_LIMIT // 2
+    return f"{question[:half]}\n{question[-half:]}"
+
+
+def question_part(text: str, max_chars: int) -> str:
+    """The part of an over-long input that is the question: its last sentence when that asks something
+    (text pasted, then asked about), else its first one when that asks (asked, then text pasted), else the
+    first `max_chars` characters."""
+    if len(text) <= max_chars:
+        return text
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    spans = list(zip([0, *ends], [*ends, len(text)]))
+    candidates = [text[a:b].strip() for a, b in (spans[-1], spans[0])]
+    if not candidates[0]:  # the input ends with a sentence mark: the last sentence is the one before it
+        candidates[0] = text[spans[-2][0]:spans[-2][1]].strip() if len(spans) > 1 else ""
+    for part in candidates:
+        if part.endswith(_ASKS) and 2 <= len(part) <= max_chars:
+            return part
+    return text[:max_chars].rstrip()
+
+
+def usable_history(history: Sequence[str], max_chars: int) -> list[str]:
+    """The prepared text of each earlier question; one that cannot be asked (blank, emoji only) is skipped
+    rather than failing the question that follows it."""
+    turns = []
+    for h in history:
+        try:
+            turns.append(prepare(h, max_chars).text)
+        except InputError:
+            continue
+    return turns
 
 
 # --- follow-ups -------------------------------------------------------------------------------------------

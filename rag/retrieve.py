@@ -7,13 +7,14 @@ so the answerer and the UI can label it.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
 from rag.config import AnswerSettings, RetrieveSettings
 from rag.index import top_rows
-from rag.query import Query, expand_followup, prepare
+from rag.query import Query, expand_followup, prepare, usable_history
 from rag.types import Chunk, Hit
 
 FOOTNOTE_MARK = re.compile(r"\^?[①-⑳]|\^\d+")  # "^①" in the text and at the start of its footnote
@@ -89,11 +90,10 @@ class Retriever:
     def resolve(self, question: str, history: Sequence[str] = ()) -> Query:
         """The cleaned question, with a follow-up's reference filled in from the previous user turns."""
         query = prepare(question, self.max_chars)
-        turns = [prepare(h, self.max_chars).text for h in history if h and h.strip()]
-        expanded = expand_followup(query.text, turns)
+        expanded = expand_followup(query.text, usable_history(history, self.max_chars))
         if expanded == query.text:
             return query
-        return Query(expanded, query.original, query.notices, query.converted, query.truncated, expanded=True)
+        return replace(query, text=expanded, expanded=True)
 
     def search(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list[Hit]:
         """Top-k hits for the question (InputError when it is empty after cleaning)."""
