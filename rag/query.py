@@ -83,7 +83,7 @@ def prepare(question: str, max_chars: int) -> Query:
         notices.append("已将繁体字转换为简体字后检索。")
     if truncated:
         notices.append(f"输入过长，已截取前 {max_chars} 字。" if text.startswith(part) and not part.endswith(_ASKS)
-                       else f"输入过长（{len(question)} 字），只使用了其中的问句：{part[:60]}")
+                       else f"输入过长（{len(question)} 字），已截取其中的问句：{part[:60]}")
     return Query(simplified, question, tuple(notices), converted, truncated, shown=part)
 
 
