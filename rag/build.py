@@ -26,6 +26,7 @@ import numpy as np
 
 from rag import index as ix
 from rag.config import Settings
+from rag.errors import BuildError
 from rag.lexical import Lexical, build_lexicon, read_word_list
 from rag.types import Chunk, Document
 
@@ -195,6 +196,11 @@ def write_index(target: Path, index: ix.Index, manifest: dict[str, Any]) -> None
         text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
         (tmp / ix.MANIFEST).write_text(text, encoding="utf-8")
         _swap_in(tmp, target)
+    except (OSError, RuntimeError) as exc:  # a full disk, a read-only folder (FAISS reports RuntimeError)
+        kept = f"原有索引 {target} 未改动，仍可使用" if target.exists() else f"{target} 尚无索引"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)[-160:]
+        raise BuildError(f"无法写入新索引 {tmp}：{reason}。{kept}。"
+                         f"请检查磁盘空间和写入权限后重新构建。") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after a swap it holds the previous index (or nothing)
 

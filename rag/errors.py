@@ -40,5 +40,9 @@ class IndexMismatchError(IndexError_):
     """The index was built with another model, other settings or another corpus."""
 
 
+class BuildError(RagError):
+    """A build could not write the new index (full disk, no permission); the previous index is untouched."""
+
+
 class LLMError(RagError):
     """The configured LLM endpoint failed (timeout, HTTP error, malformed stream)."""
