@@ -19,7 +19,7 @@ offline_environment()  # before anything imports huggingface_hub / transformers:
 
 from rag import render  # noqa: E402
 from rag.errors import REBUILD_COMMAND, IndexError_, InputError, ModelError, RagError  # noqa: E402
-from rag.index import rebuild_command  # noqa: E402
+from rag.index import MANIFEST, rebuild_command  # noqa: E402
 from rag.pipeline import IndexStatus, Pipeline  # noqa: E402
 from rag.query import prepare  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
@@ -48,9 +48,13 @@ TOC_CSS = """<style>
 st.set_page_config(page_title="教材问答", page_icon=":material/menu_book:", layout="centered")
 
 
-@st.cache_resource(show_spinner="正在加载模型与索引……")
-def load_pipeline(settings: Settings) -> Pipeline:
-    """Loaded once per process and shared by all sessions: the Pipeline is read-only and thread-safe."""
+@st.cache_resource(show_spinner="正在加载模型与索引……", max_entries=4)
+def load_pipeline(settings: Settings, stamp: tuple[int, ...] | None) -> Pipeline:
+    """Loaded once per index build and shared by all sessions: the Pipeline is read-only and thread-safe.
+
+    `stamp` identifies the index folder's manifest, so a rebuild (which swaps in a new folder) is picked up
+    on the next run of the page, while sessions in the middle of an answer finish on the Pipeline they hold
+    (it reads nothing from disk after loading)."""
     pipeline = Pipeline.load(settings)
     pipeline.answerer.warm()  # encode the book's sentences now, not during the first question
     return pipeline
@@ -69,9 +73,18 @@ def rebuild_hint(settings: Settings) -> str:
     return f"{command}\n# 或：.venv/bin/python -m rag build" if command == REBUILD_COMMAND else command
 
 
+def index_stamp(settings: Settings) -> tuple[int, ...] | None:
+    """(inode, size, mtime) of the index's manifest.json; None when there is none (the load then says so)."""
+    try:
+        info = (settings.index_dir / MANIFEST).stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def open_pipeline(settings: Settings) -> Pipeline:
     try:
-        return load_pipeline(settings)
+        return load_pipeline(settings, index_stamp(settings))
     except IndexError_ as exc:
         stop_with("索引不可用：缺失、损坏或与当前模型/设置不一致。", exc, rebuild_hint(settings))
     except ModelError as exc:
@@ -201,7 +214,11 @@ def source_card(pipeline: Pipeline, c: Citation) -> None:
         st.markdown(render.card_heading(c))
         st.html(PASSAGE_CSS + render.highlight_html(c.chunk.text, c.quote))
         with st.expander("前后文"):
-            parts = render.context_around(c.chunk, pipeline.index.neighbours(c.chunk.id))
+            try:
+                parts = render.context_around(c.chunk, pipeline.index.neighbours(c.chunk.id))
+            except KeyError:  # an answer given before the index was rebuilt: its passage is gone
+                st.caption("索引已重建，此段的前后文请重新提问后查看。")
+                return
             if not parts:
                 st.caption("本段前后没有相邻的段落。")
             for role, nb, text in parts:
@@ -228,7 +245,12 @@ def answer_body(pipeline: Pipeline, turn: Turn, key: str) -> None:
 
 def record_feedback(key: str, turn: Turn) -> None:
     record = render.feedback_record(turn, st.session_state.get(key))
-    render.append_feedback(st.session_state.feedback_path, record)
+    try:
+        render.append_feedback(st.session_state.feedback_path, record)
+    except OSError as exc:  # a full disk or a read-only folder loses the rating, not the conversation
+        log.warning("feedback not saved: %s", exc)
+        st.toast(f"反馈未能保存（{md(exc.strerror or str(exc))}），对话不受影响。", icon=":material/error:")
+        return
     st.toast("感谢反馈，已记录。")
 
 
@@ -245,14 +267,14 @@ def show_turn(pipeline: Pipeline, i: int, turn: Turn) -> None:
 def ask(pipeline: Pipeline, question: str, knobs: dict[str, object]) -> None:
     """Answer a new question below the conversation; errors become a short message, the conversation stays."""
     try:  # a blank question gets a hint, not a chat bubble (the pipeline would refuse it the same way)
-        prepare(question, pipeline.settings.answer.max_question_chars)
+        shown = prepare(question, pipeline.settings.answer.max_question_chars).shown
     except InputError as exc:
         st.warning(md(str(exc)))
         return
     turns: list[Turn] = st.session_state.turns
     history = tuple(t.question for t in turns)
-    with st.chat_message("user"):
-        st.markdown(md(question))
+    with st.chat_message("user"):  # what was used: control, bidi and zero-width characters gone, shortened
+        st.markdown(md(shown))
     with st.chat_message("assistant"):
         try:
             answer = run_answer(pipeline, question, history, knobs)
@@ -260,12 +282,12 @@ def ask(pipeline: Pipeline, question: str, knobs: dict[str, object]) -> None:
             st.warning(md(str(exc)))
             return
         except RagError as exc:
-            turn = Turn(question, error=f"回答时出错：{exc}")
+            turn = Turn(shown, error=f"回答时出错：{exc}")
         except Exception:  # the page must survive any failure of one answer
-            log.exception("answering %r failed", question)
-            turn = Turn(question, error="回答时出错，请稍后重试或换个问法。")
+            log.exception("answering %r failed", shown)
+            turn = Turn(shown, error="回答时出错，请稍后重试或换个问法。")
         else:
-            turn = Turn(question, answer=answer)
+            turn = Turn(shown, answer=answer)
         turns.append(turn)
         if turn.answer is None:
             st.error(md(turn.error or ""))

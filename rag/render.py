@@ -11,6 +11,7 @@ import html
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ _ROMAN = re.compile(r"^[ivxlcdm]+$", re.IGNORECASE)
 # something to Markdown or to Streamlit's extensions (:red[..], :emoji:, $math$, ~~, ==) makes text inert.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'])")
 _SPACE = re.compile(r"\s")
+_FEEDBACK_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -239,12 +241,27 @@ def feedback_record(turn: Turn, rating: int | None, now: datetime | None = None)
 
 def append_feedback(path: Path, record: dict[str, object]) -> None:
     """Append one JSON line and fsync it: a rating survives a crash, and concurrent sessions never interleave
-    within a line (one write of a whole line in O_APPEND mode)."""
+    within a line (one write of a whole line in O_APPEND mode). A write that fails part-way (a full disk) is
+    cut back off the file, so the log never keeps half a line; the OSError goes to the caller."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    with _FEEDBACK_LOCK:  # sessions of this process append one at a time, so a cut-back cuts only our bytes
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            _write_line(fd, line)
+        finally:
+            os.close(fd)
+
+
+def _write_line(fd: int, line: bytes) -> None:
+    done = 0
     try:
-        os.write(fd, line)
+        while done < len(line):  # os.write may write less than asked (a signal, a nearly full disk)
+            done += os.write(fd, line[done:])
         os.fsync(fd)
-    finally:
-        os.close(fd)
+    except OSError:
+        if 0 < done < len(line):
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            if os.fstat(fd).st_size == end:  # nothing appended after our piece
+                os.ftruncate(fd, end - done)
+        raise

@@ -17,6 +17,7 @@ from typing import Any
 from rag.commands.build import settings_from_args
 from rag.commands.search import read_batch
 from rag.errors import InputError
+from rag.query import prepare
 from rag.types import Answer, Citation
 
 
@@ -85,12 +86,26 @@ def ask_one(pipeline, question: str, history: list[str], as_json: bool) -> None:
             streamed = True
 
 
+def warn_if_stale(pipeline) -> None:
+    """An index older than the corpus still answers, from the old text: say so, with the rebuild command."""
+    from rag.index import rebuild_command
+
+    status = pipeline.status()
+    if status.stale:
+        print(f"警告：索引与语料不一致（{status.stale_reason}），回答仍来自旧索引。"
+              f"请重建索引：{rebuild_command(pipeline.settings)}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.question is None) == (args.batch is None):
         raise InputError("请给出一个问题，或用 --batch FILE 指定批量问题文件（二者选一）。")
     from rag.pipeline import Pipeline
 
-    pipeline = Pipeline.load(settings_from_args(args))  # the model is loaded once, for the whole batch
+    settings = settings_from_args(args)
+    if args.question is not None:  # a blank question is told at once, before the model is loaded
+        prepare(args.question, settings.answer.max_question_chars)
+    pipeline = Pipeline.load(settings)  # the model is loaded once, for the whole batch
+    warn_if_stale(pipeline)
     if args.batch is None:
         ask_one(pipeline, args.question, args.history, args.json)
         return 0
