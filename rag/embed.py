@@ -243,7 +243,8 @@ def _stamp_path(path: Path) -> Path:
 
 
 def _listing(path: Path) -> dict[str, list[int]]:
-    return {f.relative_to(path).as_posix(): [f.stat().st_size, f.stat().st_mtime_ns] for f in _model_files(path)}
+    stats = {f.relative_to(path).as_posix(): f.stat() for f in _model_files(path)}
+    return {rel: [st.st_size, st.st_mtime_ns] for rel, st in stats.items()}
 
 
 def write_stamp(path: Path, fingerprint: str, listing: dict[str, list[int]] | None = None) -> None:
@@ -251,7 +252,8 @@ def write_stamp(path: Path, fingerprint: str, listing: dict[str, list[int]] | No
     stamp = _stamp_path(path)
     try:
         tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "files": listing or _listing(path)}), encoding="utf-8")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "files": listing or _listing(path)}),
+                       encoding="utf-8")
         os.replace(tmp, stamp)
     except OSError:
         pass  # a read-only place: the fingerprint is simply hashed again next time

@@ -3,7 +3,8 @@
 Why: measured on this 2-core machine (bench/RESULTS.md, Performance), ONNX Runtime spends a third of torch's
 CPU time on one query and gives the same vectors (cosine ≥ 0.9999999), and a process that never imports torch,
 transformers or sentence-transformers starts in a fraction of the time and memory. The export needs torch and
-transformers (present for the `torch` backend anyway) and runs in `python -m rag model`, so serving never does.
+transformers (present for the `torch` backend anyway) and runs in `python -m rag model`, so serving never
+does.
 
 Layout, next to the converted model: `embeddings/models/<model>-onnx/`
     model.onnx       BertModel → last hidden states, float32 (torch.onnx.export, opset 17)
@@ -70,14 +71,16 @@ def read_receipt(folder: Path) -> dict:
 def provision_onnx(model_dir: Path, source_fingerprint: str, backend: str = "onnx", *,
                    force: bool = False) -> tuple[Path, str, bool]:
     """The ONNX file for `backend` (exported/quantised now if missing or made from other weights), its
-    sha256, and whether this call had to make it. A file lock makes concurrent processes wait for one export."""
+    sha256, and whether this call had to make it. A file lock makes concurrent processes wait for one
+    export."""
     folder = onnx_dir(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         receipt = read_receipt(folder)
-        if receipt.get("source_fingerprint") != source_fingerprint or receipt.get("export_version") != EXPORT_VERSION:
-            receipt = {"source_fingerprint": source_fingerprint, "export_version": EXPORT_VERSION, "files": {}}
+        mine = {"source_fingerprint": source_fingerprint, "export_version": EXPORT_VERSION}
+        if any(receipt.get(k) != v for k, v in mine.items()):
+            receipt = {**mine, "files": {}}
         files = receipt.setdefault("files", {})
         made = False
         for name in _needed(backend):
@@ -136,7 +139,8 @@ def _export(model_dir: Path, folder: Path) -> None:
     tmp = folder / f".model.{os.getpid()}.onnx"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Encoder(bert), (ids, (ids != 1).long()), str(tmp), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(Encoder(bert), (ids, (ids != 1).long()), str(tmp), dynamo=False,
+                          opset_version=OPSET,
                           input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
                           dynamic_axes={n: {v: k for k, v in axes.items()} for n in
                                         ("input_ids", "attention_mask", "last_hidden_state")})

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"已转换默认嵌入模型（{time.perf_counter() - start:.1f} 秒）：{result.path}")
     else:
         print(f"默认嵌入模型已是最新，无需转换：{result.path}")
-    backend = args.backend or {"auto": "onnx", "torch": "none"}.get(settings.model.backend, settings.model.backend)
+    configured = settings.model.backend
+    backend = args.backend or {"auto": "onnx", "torch": "none"}.get(configured, configured)
     if backend != "none":
         export(result.path, backend, args.force)
     return 0

@@ -1,0 +1,129 @@
+"""The chat page as users start it: `streamlit run app.py` → first answer, and its memory after 100 questions.
+
+    .venv/bin/python -m bench.perf_app [--questions 100] [--json]
+
+Starts the server in a fresh process on a free local port (the default index, built first if missing or
+stale), opens the page in headless chromium (Playwright, /usr/bin/chromium), asks the first question of the
+set and waits for the answer's feedback widget (rendered last). Cold start = process start → that answer on
+screen (the Pipeline loads on the first session, as in production). Then the rest of the questions in the same
+server (a fresh page every 10, so one conversation does not grow without end) and the server's RSS.
+Also: `python -m rag ask` in a fresh process, process start → answer printed (the CLI cold start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from bench.common import ROOT, load, questions, rss_mb
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str, proc: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def _ask(page, question: str, turns: int) -> None:
+    from playwright.sync_api import expect
+
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(question)
+    box.press("Enter")
+    messages = page.get_by_test_id("stChatMessage")
+    expect(messages).to_have_count(2 * turns, timeout=180_000)
+    expect(messages.last.get_by_test_id("stFeedback")).to_be_visible(timeout=180_000)
+
+
+def server_figures(n_questions: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    qs = [q for q, h in questions() if not h]
+    qs = (qs * (n_questions // len(qs) + 1))[:n_questions]
+    port = _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+           str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)  # started before the clock
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            _healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, start + 300)
+            healthy = time.monotonic() - start
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            _ask(page, qs[0], 1)
+            first = time.monotonic() - start
+            rss_first = rss_mb(proc.pid)
+            t = time.monotonic()
+            for i, q in enumerate(qs[1:], start=1):
+                if i % 10 == 0:
+                    page.close()
+                    page = browser.new_page()
+                    page.goto(f"http://127.0.0.1:{port}/")
+                _ask(page, q, i % 10 + 1)
+            per_question = (time.monotonic() - t) / max(1, len(qs) - 1)
+            rss_after = rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            browser.close()
+    return {"healthy_s": healthy, "first_answer_s": first, "rss_first_mb": rss_first,
+            "questions": len(qs), "rss_after_mb": rss_after, "page_s_per_question": per_question}
+
+
+def cli_cold_start() -> dict:
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "rag", "ask", questions()[0][0]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    return {"cli_ask_s": time.monotonic() - start, "cli_ok": done.returncode == 0}
+
+
+def ensure_index() -> float:
+    """The default index for the current model/backend (a no-op-ish rebuild when up to date)."""
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "rag", "build"], cwd=ROOT, check=True, capture_output=True,
+                   timeout=900)
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    build_s = ensure_index()
+    result = {"build_s": build_s, **cli_cold_start(), **server_figures(args.questions), "load": load()}
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
