@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from rag import index as ix
+from rag.ann import describe as describe_vector_index
+from rag.ann import make_vector_index
 from rag.config import Settings
 from rag.errors import BuildError
 from rag.lexical import Lexical, build_lexicon, read_word_list
@@ -83,8 +85,6 @@ def build(settings: Settings, *, embedder=None, progress: bool = False) -> Build
 def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corpus_roots: Sequence[Path] = (),
                cache: Path | None = None, progress: bool = False) -> tuple[ix.Index, int]:
     """The index in memory (also used by the benchmarks), and how many sentences had to be embedded."""
-    import faiss
-
     from rag.text import Tokenizer
 
     words = book_lexicon(docs, corpus_roots)
@@ -93,9 +93,9 @@ def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corp
     units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
     texts = [chunks[row].text[a:b] for row, a, b in units]
     vectors, computed = embed_texts(texts, embedder, cache, progress)
-    # Exact inner product over L2-normalised rows = cosine similarity. A book is a few thousand sentences:
-    # a flat index answers in well under a millisecond with no recall loss, so no IVF/HNSW approximation.
-    flat = faiss.IndexFlatIP(embedder.dim)
+    # Inner product over L2-normalised rows = cosine similarity. A book is a few thousand sentences: exact
+    # (flat) search answers in well under a millisecond with no recall loss; HNSW only from ann.HNSW_FROM up.
+    flat = make_vector_index(embedder.dim, len(vectors))
     flat.add(vectors)
     toc = tuple(t for d in docs for t in d.toc)
     info = next((d.info for d in docs if d.info is not None), None)
@@ -163,6 +163,7 @@ def base_manifest(settings: Settings, embedder, index: ix.Index, docs: Sequence[
         "model": ix.expected_model(embedder),
         "chunk": asdict(settings.chunk),
         "passage_recipe": ix.PASSAGE_RECIPE,
+        "vector_index": describe_vector_index(index.vector_index),
         "corpus": {"files": files, "checksum": ix.corpus_checksum(files),
                    "documents": {d.source: d.checksum for d in docs}, "skipped": list(skipped)},
         "lexicon": {"file": ix.LEXICON, "words": len(index.lexicon)},

@@ -2,7 +2,8 @@
 
 Layout of `embeddings/index/` (every file is listed in manifest.json with its size and sha256):
     manifest.json   model (name, weights fingerprint, dim, prompts), chunk settings, corpus checksums …
-    vectors.faiss   FAISS IndexFlatIP over the sentence vectors; row j is row j of units.npy
+    vectors.faiss   FAISS IndexFlatIP (HNSW for very large corpora, rag/ann.py) over the sentence vectors; row j is
+                    row j of units.npy
     units.npy       int32 (chunk row, start, end): which chunk each vector's sentence belongs to, and where
     chunks.json     the chunk table (text, section path, pages, offsets)
     book.json       the 目录 rows and the 版权页 fields
@@ -27,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rag.ann import search_depth
 from rag.config import DEFAULT_MODEL_DIR, ROOT, Settings
 from rag.errors import REBUILD_COMMAND, IndexCorruptError, IndexMismatchError, IndexMissingError
 from rag.lexical import Lexical, read_word_list, write_lexicon
@@ -120,10 +122,15 @@ class Index:
         out = np.full(len(self.chunks), -1.0, dtype=np.float32)
         if self._faiss.ntotal:
             query = np.asarray(qvec, dtype=np.float32).reshape(1, -1)
-            sims, rows = self._faiss.search(query, self._faiss.ntotal)
+            sims, rows = self._faiss.search(query, search_depth(self._faiss))  # all vectors unless HNSW
             found = rows[0] >= 0
             np.maximum.at(out, self.units[rows[0][found], 0], sims[0][found])
         return out
+
+    @property
+    def vector_index(self):
+        """The FAISS index of the sentence vectors (flat or HNSW, see rag.ann)."""
+        return self._faiss
 
     def dense(self, qvec: np.ndarray, n: int) -> list[tuple[int, float]]:
         """Top-n (chunk row, cosine of its best sentence), best first."""
