@@ -77,7 +77,7 @@ def _ends(piece: str) -> bool:
 
 
 def _is_heading(piece: str, headings: set[str]) -> bool:
-    piece = piece.strip()
+    piece = piece.strip().lstrip("#").strip()  # a Markdown heading keeps its "#" marks in the chunk text
     if _ends(piece) or len(piece) > 40:
         return False
     key = squeeze(piece)[0]

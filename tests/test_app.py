@@ -301,7 +301,8 @@ def test_notices_are_shown_above_the_answer(page_env) -> None:
     at = _ask(_page(), "什麼是黨的群眾工作？" + "請詳細說明。" * 100)
     (turn,) = _turns(at)
     assert turn.answer is not None and not turn.answer.refused
-    assert [i.value for i in at.info] == ["已将繁体字转换为简体字后检索。", "输入过长，已截取前 500 字。"]
+    assert [i.value for i in at.info] == ["已将繁体字转换为简体字后检索。",
+                                          "输入过长（610 字），已截取其中的问句：什麼是黨的群眾工作？"]
 
 
 def test_followup_uses_the_previous_question(page_env) -> None:
