@@ -1,4 +1,5 @@
-"""Odd input through every door — the Python API (Pipeline), the CLI and the page (AppTest) — on the real index.
+"""Odd input through every door — the Python API (Pipeline), the CLI and the page (AppTest) — on the real
+index.
 
 Blank questions stop before retrieval and before any LLM request; a 20,000-character paste is cut to its
 question and the user told; invisible and control characters never reach the page; emoji, punctuation or one
@@ -27,7 +28,8 @@ from rag.llm import leaked
 from rag.query import EMPTY_MESSAGE, NO_WORDS_MESSAGE, prepare
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-BLANK = ["", " \u3000\u3000 ", "\t\t", "\n\r\n", "\u200b\u200d\ufeff\u2060", "\x1b[2J\x1b[H", "\x00\x07 \u3000"]
+BLANK = ["", " \u3000\u3000 ", "\t\t", "\n\r\n", "\u200b\u200d\ufeff\u2060", "\x1b[2J\x1b[H",
+         "\x00\x07 \u3000"]
 SAY_MORE = ["😀😀😀", "👍🏻🇨🇳", "？？？！！", "……——", "。", "党", " 党？ ", "a"]
 INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 NOISY = "\x1b[31m什么是\u202e党的\x00群众\u200b工作\x1b[0m？\u2066\x07"
@@ -126,7 +128,8 @@ def test_the_work_on_a_paste_is_bounded_whatever_its_size() -> None:
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert query.text == "群众工作的核心是什么？" and query.truncated
-    print(f"peak traced memory of prepare(): {peaks[0] / 1e6:.1f} MB for 60k chars, {peaks[1] / 1e6:.1f} MB for 5M")
+    print(f"peak traced memory of prepare(): {peaks[0] / 1e6:.1f} MB for 60k chars, "
+          f"{peaks[1] / 1e6:.1f} MB for 5M")
     assert peaks[1] < 1.5 * peaks[0]
 
 
@@ -169,7 +172,7 @@ def test_pages_and_topics_the_book_lacks_are_said_plainly(pipeline) -> None:
     assert lacking.refused and lacking.text == REFUSAL_TEXT and not lacking.citations
 
 
-# --- the CLI --------------------------------------------------------------------------------------------------
+# --- the CLI ----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("question", ["\u3000\t\n", "😀😀", "党"])
@@ -320,4 +323,4 @@ def test_page_shows_markup_and_injections_in_the_book_as_text(embedder, tmp_path
         tags = set(re.findall(r"<(\w+)", body.split("</style>")[-1]))  # after the page's own CSS
         assert tags <= {"div", "mark", "br"}, body
     cards = "".join(h.proto.body for h in at.get("html"))
-    assert "&lt;script&gt;alert(&#x27;书&#x27;)&lt;/script&gt;" in cards and "**加粗**" in cards  # shown as typed
+    assert "&lt;script&gt;alert(&#x27;书&#x27;)&lt;/script&gt;" in cards and "**加粗**" in cards  # as typed
