@@ -102,7 +102,8 @@ def server_figures(n_questions: int) -> dict:
 def cli_cold_start() -> dict:
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "rag", "ask", questions()[0][0]], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+                          capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"HF_HUB_OFFLINE": "1"})
     return {"cli_ask_s": time.monotonic() - start, "cli_ok": done.returncode == 0}
 
 

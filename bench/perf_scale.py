@@ -4,8 +4,8 @@
 
 Vectors: synthetic but shaped like the model's: each is a real passage vector of the model (the CMRC sentence
 cache of bench/retrieval_cmrc.py, else the book's sentences) plus Gaussian noise (σ = 0.03 per dimension,
-cosine ≈ 0.86 to its source), L2-normalised, 384-d; queries are made the same way from other draws. Recall@10 of HNSW
-is measured against the exact top 10 of the flat index. Memory = the serialised index size.
+cosine ≈ 0.86 to its source), L2-normalised, 384-d; queries are made the same way from other draws.
+Recall@10 of HNSW is measured against the exact top 10 of the flat index. Memory = the serialised index size.
 BM25: real text — the CMRC chunks tokenised once with the project's terms (jieba + bigrams); a synthetic
 document joins halves of two random chunks, so term statistics stay those of real Chinese paragraphs;
 queries are the CMRC questions, scored through rag.lexical.Lexical.query (tokenising included).
@@ -148,9 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lexical-max", type=int, default=100_000)
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest size that builds HNSW (slow)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--write", action="store_true", help="write the table to RESULTS.md (long runs)")
     args = parser.parse_args(argv)
     result = measure(args.sizes, args.lexical_max, args.hnsw_max)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    if args.write:
+        from bench.common import machine, stamp, write_section
+        from bench.run_all import scale_section
+
+        given = argv if argv is not None else sys.argv[1:]
+        command = " ".join([".venv/bin/python -m bench.perf_scale", *given])
+        write_section("Performance — scaling, long run", "\n".join(
+            [f"Run {stamp()}: `{command}`.  ", f"Machine: {machine()}.", "", *scale_section(result)[2:]]))
     return 0
 
 

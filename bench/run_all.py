@@ -21,26 +21,29 @@ TARGETS = {"search_p50": 15, "ask_p50": 30, "ratio": 1.3, "build": 20, "unchange
 def query_section(q: dict) -> list[str]:
     w, c, b = q["query"]["wall"], q["query"]["cpu"], q["build"]
     r = lambda k: w[k][0] / w["floor"][0]  # noqa: E731
-    lines = [f"### Queries (warm, {q['query']['questions']} questions × {q['query']['rounds']} rounds, one at a "
-             f"time; backend {q['backend']}; load {q['load']})", "",
-             "| | p50 / p95 wall (ms) | p50 / p95 CPU (ms) | p50 / floor p50 | target |", "|---|---|---|---|---|"]
+    n, rounds = q["query"]["questions"], q["query"]["rounds"]
+    lines = [f"### Queries (warm, {n} questions × {rounds} rounds, one at a time; backend {q['backend']}; "
+             f"load {q['load']})", "",
+             "| | p50 / p95 wall (ms) | p50 / p95 CPU (ms) | p50 / floor p50 | target |",
+             "|---|---|---|---|---|"]
     for k, target in (("floor", "—"), ("search", f"p50 ≤ {TARGETS['search_p50']} ms"),
                       ("ask", f"p50 ≤ {TARGETS['ask_p50']} ms")):
         ratio = f"{r(k):.2f}" if k != "floor" else "1"
         lines.append(f"| {k if k != 'floor' else 'floor: encode_queries'} | {w[k][0]:.1f} / {w[k][1]:.1f} | "
                      f"{c[k][0]:.1f} / {c[k][1]:.1f} | {ratio} | {target} |")
     p = q["profile"]
-    lines += ["", f"Profile of ask over the question set (cProfile): {p['per_question_ms']:.1f} ms per question "
-              f"under the profiler, {p['encoder_share']:.0%} of it in the encoder; top own time per question: "
-              + ", ".join(f"`{n}` {t} ms" for n, t in p["top_own"][:6]) + ".", "",
+    lines += ["", f"Profile of ask over the question set (cProfile): {p['per_question_ms']:.1f} ms per "
+              f"question under the profiler, {p['encoder_share']:.0%} of it in the encoder; top own time per "
+              "question: " + ", ".join(f"`{n}` {t} ms" for n, t in p["top_own"][:6]) + ".", "",
               f"### Build of the shipped corpus ({b['chunks']} chunks, {b['units']} sentence vectors, "
               f"{b['encoded']} distinct sentences encoded)", "",
               "| reading | chunking | embedding | indexing | total | floor (encode alone) | build / floor "
               "| chunks/s | unchanged rebuild |", "|---|---|---|---|---|---|---|---|---|",
               f"| {b['reading_s']:.2f} s | {b['chunking_s']:.2f} s | {b['embedding_s']:.1f} s | "
               f"{b['indexing_s']:.1f} s | {b['total_s']:.1f} s | {b['floor_s']:.1f} s | "
-              f"{b['total_s'] / b['floor_s']:.2f} | {b['chunks'] / b['total_s']:.1f} | {b['unchanged_s']:.1f} s "
-              f"({b['unchanged_encoded']} encoded; stages {b['unchanged_timings']}) |",
+              f"{b['total_s'] / b['floor_s']:.2f} | {b['chunks'] / b['total_s']:.1f} | "
+              f"{b['unchanged_s']:.1f} s ({b['unchanged_encoded']} encoded; "
+              f"stages {b['unchanged_timings']}) |",
               "", f"Model load {q['model_load_s']:.1f} s; RSS of the benchmark process at the end "
               f"{q['rss_mb']:.0f} MB."]
     return lines
@@ -53,10 +56,11 @@ def encoder_section(rows: list[dict]) -> list[str]:
 
 
 def scale_section(s: dict) -> list[str]:
-    lines = [f"### Scaling (synthetic model-shaped vectors from {s['seeds']} real seeds; 200 queries, one at a "
-             f"time, one FAISS thread; load {s['load']})", "",
-             "| chunks | flat p50 / p95 (ms) | flat MB | all-vector scoring p50 (ms) | HNSW build (s) | HNSW MB "
-             "| HNSW ef=32 p50 / p95, R@10 | ef=64 | ef=128 |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"### Scaling (synthetic model-shaped vectors from {s['seeds']} real seeds; 200 queries, one at "
+             f"a time, one FAISS thread; load {s['load']})", "",
+             "| chunks | flat p50 / p95 (ms) | flat MB | all-vector scoring p50 (ms) | HNSW build (s) "
+             "| HNSW MB | HNSW ef=32 p50 / p95, R@10 | ef=64 | ef=128 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for d in s["dense"]:
         cells = [f"{d['n']:,}", f"{d['flat_ms'][0]:.2f} / {d['flat_ms'][1]:.2f}", f"{d['flat_mb']:.0f}",
                  f"{d['flat_all_ms'][0]:.1f}" if "flat_all_ms" in d else "—"]
@@ -76,8 +80,9 @@ def scale_section(s: dict) -> list[str]:
 
 def app_section(a: dict) -> list[str]:
     return [f"### App (load {a['load']})", "",
-            "| `streamlit run app.py` → health | → first answer on screen | `python -m rag ask` process → answer "
-            f"| server RSS after 1 / {a['questions']} questions | page time per question |", "|---|---|---|---|---|",
+            "| `streamlit run app.py` → health | → first answer on screen | `python -m rag ask` process → "
+            f"answer | server RSS after 1 / {a['questions']} questions | page time per question |",
+            "|---|---|---|---|---|",
             f"| {a['healthy_s']:.1f} s | {a['first_answer_s']:.1f} s | {a['cli_ask_s']:.1f} s | "
             f"{a['rss_first_mb']:.0f} / {a['rss_after_mb']:.0f} MB | {a['page_s_per_question']:.2f} s |"]
 
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hnsw-max", default="100000")
     args = parser.parse_args(argv)
     start = time.monotonic()
+    sizes = ["1000", "10000", "100000"] + ([] if args.quick else ["1000000"])
     command = " ".join([".venv/bin/python -m bench.run_all", *(argv if argv is not None else sys.argv[1:])])
     parts = [f"Run {stamp()} with `make bench` (`{command}`; scripts in bench/perf_*.py).  ",
              f"Machine: {machine()}.  ",
@@ -98,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "1" if args.quick else "3"))),
             ("encoders", lambda: encoder_section(child("bench.perf_encoders", "--json", timeout=3600))),
             ("scaling", lambda: scale_section(child("bench.perf_scale", "--json", "--hnsw-max", args.hnsw_max,
-                                                    "--sizes", *(["1000", "10000", "100000"] if args.quick else
-                                                                 ["1000", "10000", "100000", "1000000"]),
-                                                    timeout=3600))),
+                                                    "--sizes", *sizes, timeout=3600))),
             ("app", lambda: app_section(child("bench.perf_app", "--json", "--questions",
                                               "20" if args.quick else "100")))]
     for name, run in runs:

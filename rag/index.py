@@ -2,8 +2,8 @@
 
 Layout of `embeddings/index/` (every file is listed in manifest.json with its size and sha256):
     manifest.json   model (name, weights fingerprint, dim, prompts), chunk settings, corpus checksums …
-    vectors.faiss   FAISS IndexFlatIP (HNSW for very large corpora, rag/ann.py) over the sentence vectors; row j is
-                    row j of units.npy
+    vectors.faiss   FAISS IndexFlatIP (HNSW for very large corpora, rag/ann.py) over the sentence vectors;
+                    row j is row j of units.npy
     units.npy       int32 (chunk row, start, end): which chunk each vector's sentence belongs to, and where
     chunks.json     the chunk table (text, section path, pages, offsets)
     book.json       the 目录 rows and the 版权页 fields

@@ -1,5 +1,5 @@
-"""rag.ann: the FAISS index type follows the vector count (flat for a book, HNSW from HNSW_FROM up), is recorded
-in the manifest, and HNSW keeps recall@10 ≥ 0.95 against exact search on model-shaped vectors."""
+"""rag.ann: the FAISS index type follows the vector count (flat for a book, HNSW from HNSW_FROM up), is
+recorded in the manifest, and HNSW keeps recall@10 ≥ 0.95 against exact search on model-shaped vectors."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def test_book_index_is_flat_and_says_so_in_its_manifest(built) -> None:
 
 
 def test_large_hnsw_index_keeps_recall_after_save_and_load(pipeline, tmp_path) -> None:
-    """20k vectors shaped like the model's (the book's real sentence vectors plus noise, cosine ≈ 0.86 to their
-    seed), in the index chosen for HNSW_FROM vectors; written and read back as the index folder does."""
+    """20k vectors shaped like the model's (the book's real sentence vectors plus noise, cosine ≈ 0.86 to
+    their seed), in the index chosen for HNSW_FROM vectors; written and read back as the index folder does."""
     seeds = pipeline.index.vector_index.reconstruct_n(0, pipeline.index.vector_index.ntotal)
     rng = np.random.default_rng(7)
     data = seeds[rng.integers(0, len(seeds), 20_000)] + rng.normal(0, 0.03, (20_000, seeds.shape[1]))
