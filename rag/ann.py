@@ -3,7 +3,8 @@
 Vectors are L2-normalised, so inner product = cosine in both. Measured by bench/perf_scale.py
 (bench/RESULTS.md, Performance): exact search costs time linear in the vectors (tens of ms per 100k on
 this shared 2-core machine) while HNSW stays around a millisecond with recall@10 ≥ 0.95 against exact
-search; below HNSW_FROM exact search is cheap enough, loses nothing and also lets retrieval score every chunk, so it stays the default there.
+search; below HNSW_FROM exact search is cheap enough, loses nothing and also lets retrieval score every
+chunk, so it stays the default there.
 The choice is made from the vector count at build time and recorded in the manifest (`describe`).
 """
 
