@@ -10,9 +10,11 @@ Fixtures (all session-scoped, built once):
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import replace
 
 import pytest
+from pytest_socket import SocketBlockedError
 
 # Before anything imports huggingface_hub / transformers: no hub, ever.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -20,6 +22,21 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from rag.config import Settings  # noqa: E402
+
+# pytest-socket (pyproject addopts) refuses connect() to anything but loopback. A name lookup goes through
+# libc, not connect(), so it would still ask a DNS server: refuse every lookup of a non-local name as well.
+_LOCAL_NAMES = {None, "", "localhost", "::1", "0.0.0.0"}
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _local_getaddrinfo(host, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in _LOCAL_NAMES and not str(name).startswith("127."):
+        raise SocketBlockedError(f"A test tried to look up the host name {name!r} (only loopback allowed).")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _local_getaddrinfo
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Many users at once: one shared Pipeline, 8 threads × 50 mixed requests, exactly the answers of a serial run.
+"""Many users at once: one shared Pipeline, 8 threads × 50 mixed requests, exactly the serial run's answers.
 
 The concurrent run uses a freshly loaded Pipeline, so its lazily built parts (the answer stage, the per-chunk
 sentence caches) are populated by racing threads, as on a page that was just started. Every result is compared
@@ -91,8 +91,8 @@ def test_eight_threads_get_exactly_the_serial_answers(pipeline, built, embedder)
     for t in threads:
         t.join()
     concurrent_s = time.perf_counter() - start
-    print(f"\nserial: {len(requests)} requests in {serial_s:.1f} s; concurrent: {THREADS}×{PER_THREAD} requests "
-          f"in {concurrent_s:.1f} s")
+    print(f"\nserial: {len(requests)} requests in {serial_s:.1f} s; "
+          f"concurrent: {THREADS}×{PER_THREAD} requests in {concurrent_s:.1f} s")
 
     assert not crashes, crashes
     assert sum(len(r) for r in results) == THREADS * PER_THREAD
