@@ -3,8 +3,8 @@ under that guard and never even try, and the app and the CLI switch the model hu
 
 The CLI runs in subprocesses whose interpreter is guarded by a sitecustomize.py (every non-Unix connect and
 every non-local name lookup is recorded and refused) and whose environment has no HF_*/TRANSFORMERS_*
-variables, so what the commands do is exactly what a user's shell would see on a machine with no network. Every address used
-to prove a refusal is on this machine (127.0.0.2), so even a broken guard would send nothing out.
+variables, so what the commands do is exactly what a user's shell would see on a machine with no network.
+Every address used to prove a refusal is on this machine (127.0.0.2), so even a broken guard sends nothing out.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def test_the_guard_refuses_network_use_in_a_subprocess(guarded) -> None:
 
 def test_build_search_and_ask_run_with_no_network_and_never_try(built, guarded) -> None:
     env, log = guarded
-    index = built.index_dir.parent / "index-offline"  # beside the session index: its embedding cache is reused
+    index = built.index_dir.parent / "index-offline"  # beside the session index: its embedding cache
     shutil.rmtree(index, ignore_errors=True)
     try:
         build = _run(env, "-m", "rag", "build", "--index", str(index), "--quiet")
