@@ -4,7 +4,7 @@ under that guard and never even try, and the app and the CLI switch the model hu
 The CLI runs in subprocesses whose interpreter is guarded by a sitecustomize.py (every non-Unix connect and
 every non-local name lookup is recorded and refused) and whose environment has no HF_*/TRANSFORMERS_*
 variables, so what the commands do is exactly what a user's shell would see on a machine with no network.
-Every address used to prove a refusal is on this machine (127.0.0.2), so even a broken guard sends nothing out.
+Every address used to prove a refusal is on this machine (127.0.0.2): a broken guard sends nothing out.
 """
 
 from __future__ import annotations
