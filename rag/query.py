@@ -71,11 +71,11 @@ def prepare(question: str, max_chars: int) -> Query:
     text = clean(_bounded(question or ""))
     if not text:
         raise InputError(EMPTY_MESSAGE)
-    words = sum(1 for ch in text if unicodedata.category(ch)[0] in "LN")
-    if words < 2:
-        raise InputError(NO_WORDS_MESSAGE if not words else TOO_SHORT_MESSAGE.format(text=text[:20]))
-    notices: list[str] = []
     part = question_part(text, max_chars)
+    words = sum(1 for ch in part if unicodedata.category(ch)[0] in "LN")  # in what is used, not the rest
+    if words < 2:
+        raise InputError(NO_WORDS_MESSAGE if not words else TOO_SHORT_MESSAGE.format(text=part[:20]))
+    notices: list[str] = []
     truncated = part != text
     simplified = _converter().convert(part)
     converted = simplified != part
