@@ -85,10 +85,10 @@ def query_figures(pipeline, rounds: int) -> dict:
             calls = (("floor", lambda: embedder.encode_queries([text])),
                      ("search", lambda: pipeline.search(q, h)), ("ask", lambda: pipeline.ask(q, h)))
             for name, call in calls:
-                t, c = time.perf_counter(), time.thread_time()
+                t, c = time.perf_counter(), time.process_time()
                 call()
                 runs[name].append((time.perf_counter() - t) * 1000)
-                cpu[name].append((time.thread_time() - c) * 1000)
+                cpu[name].append((time.process_time() - c) * 1000)
     return {"questions": len(qs), "rounds": rounds, "wall": {k: pct(v) for k, v in runs.items()},
             "cpu": {k: pct(v) for k, v in cpu.items()},
             "sum_ratio": {k: sum(runs[k]) / sum(runs["floor"]) for k in ("search", "ask")}}

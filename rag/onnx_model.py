@@ -7,8 +7,9 @@ transformers (present for the `torch` backend anyway) and runs in `python -m rag
 does.
 
 Layout, next to the converted model: `embeddings/models/<model>-onnx/`
-    model.onnx       BertModel → last hidden states, float32 (torch.onnx.export, opset 17)
-    model-int8.onnx  the same with dynamic int8 weights (onnxruntime.quantization, per channel, MatMul+Gather)
+    model.onnx       BertModel → last hidden states, float32 (torch.onnx.export, opset 17, BERT ops fused)
+    model-int8.onnx  the same with dynamic int8 weights (onnxruntime.quantization, per channel); opt-in only:
+                     activations are quantised per batch, so a sentence's vector depends slightly on its batch
     provenance.json  the source model's fingerprint, tool versions, and size/mtime/sha256 of every file
 Pooling (mean over the attention mask, prompt included) and L2 normalisation happen here in numpy, exactly as
 the model's sentence-transformers modules (1_Pooling, 2_Normalize) do them.
@@ -29,7 +30,7 @@ import numpy as np
 
 from rag.errors import ModelError
 
-EXPORT_VERSION = 1  # bump whenever the exported files would change
+EXPORT_VERSION = 2  # bump whenever the exported files would change
 FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 TOOLS = ("torch", "transformers", "onnx", "onnxruntime")
 OPSET = 17
@@ -133,18 +134,38 @@ def _export(model_dir: Path, folder: Path) -> None:
             return self.bert(input_ids=input_ids, attention_mask=attention_mask,
                              token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
 
-    bert = BertModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+    # Eager attention exports as plain MatMul/Softmax, the pattern ONNX Runtime's BERT optimiser fuses into
+    # Attention, EmbedLayerNormalization, SkipLayerNormalization and BiasGelu (measured: −6 % CPU per query,
+    # +19 % passages/s against the unfused graph, same vectors).
+    from rag.embed import _quiet_libraries
+
+    _quiet_libraries()  # no weight-loading progress bar; torch threads as the embedder sets them
+    bert = BertModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
     ids = torch.tensor([[0, 6, 7, 8, 2], [0, 6, 7, 2, 1]])
     axes = {"batch": 0, "tokens": 1}
-    tmp = folder / f".model.{os.getpid()}.onnx"
-    with warnings.catch_warnings(), torch.no_grad():
+    raw, tmp = folder / f".raw.{os.getpid()}.onnx", folder / f".model.{os.getpid()}.onnx"
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Encoder(bert), (ids, (ids != 1).long()), str(raw), dynamo=False,
+                              opset_version=OPSET,
+                              input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+                              dynamic_axes={n: {v: k for k, v in axes.items()} for n in
+                                            ("input_ids", "attention_mask", "last_hidden_state")})
+        _fuse(raw, tmp, int(bert.config.num_attention_heads), int(bert.config.hidden_size))
+        os.replace(tmp, folder / FILES["onnx"])
+    finally:
+        raw.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def _fuse(source: Path, target: Path, heads: int, hidden: int) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Encoder(bert), (ids, (ids != 1).long()), str(tmp), dynamo=False,
-                          opset_version=OPSET,
-                          input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-                          dynamic_axes={n: {v: k for k, v in axes.items()} for n in
-                                        ("input_ids", "attention_mask", "last_hidden_state")})
-    os.replace(tmp, folder / FILES["onnx"])
+        optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=hidden,
+                       opt_level=0).save_model_to_file(str(target))
 
 
 def _quantize(model_dir: Path, folder: Path) -> None:
@@ -157,7 +178,7 @@ def _quantize(model_dir: Path, folder: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantize_dynamic(folder / FILES["onnx"], tmp, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gather"],
+                         op_types_to_quantize=["MatMul", "Gather", "Attention", "EmbedLayerNormalization"],
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     os.replace(tmp, folder / FILES["onnx-int8"])
 
