@@ -322,3 +322,51 @@ def test_the_page_picks_up_a_rebuilt_index_and_keeps_old_conversations(built, em
     assert not at.exception, at.exception
     new = at.session_state["turns"][-1].answer
     assert new is not None and NEW_PARAGRAPH[:20] in new.text
+
+
+# --- feedback and export -------------------------------------------------------------------------------------
+
+
+def _record(n: int) -> dict[str, object]:
+    return {"rating": n % 2, "question": f"问题{n}" * 50, "answer": "回答" * 500, "chunk_ids": [f"c{n}"]}
+
+
+def test_a_feedback_write_failing_half_way_leaves_no_half_line(tmp_path: Path, monkeypatch) -> None:
+    """The disk fills up after half a line is written: the half is cut off and the error reaches the page."""
+    path = tmp_path / "feedback.jsonl"
+    render.append_feedback(path, _record(1))
+    before = path.read_bytes()
+    real_write = os.write
+    calls = []
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, data[: len(data) // 2])  # a short write, as on a nearly full disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(render.os, "write", half_then_full)
+    with pytest.raises(OSError) as err:
+        render.append_feedback(path, _record(2))
+    assert err.value.errno == errno.ENOSPC and len(calls) == 2  # the rest of the line was tried, then failed
+    monkeypatch.undo()
+    assert path.read_bytes() == before  # no half line left behind
+    render.append_feedback(path, _record(3))
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [r["chunk_ids"] for r in rows] == [["c1"], ["c3"]]
+
+
+def test_the_page_survives_a_feedback_write_that_fails(page_env, monkeypatch) -> None:
+    at = _page()
+    at.chat_input[0].set_value(QUESTION).run()
+
+    def full_disk(path: Path, record: dict[str, object]) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(render, "append_feedback", full_disk)
+    at.feedback[0].set_value(1).run()
+    assert not at.exception, at.exception
+    assert any("反馈未能保存" in t.value and "No space left on device" in t.value for t in at.toast)
+    (turn,) = at.session_state["turns"]  # the conversation is untouched
+    assert turn.answer is not None and turn.answer.citations
+    assert at.session_state["export_md"].count("## 问题") == 1  # and can still be exported
