@@ -324,7 +324,7 @@ def test_the_page_picks_up_a_rebuilt_index_and_keeps_old_conversations(built, em
     assert new is not None and NEW_PARAGRAPH[:20] in new.text
 
 
-# --- feedback and export -------------------------------------------------------------------------------------
+# --- feedback and export ---------------------------------------------------------------------------------
 
 
 def _record(n: int) -> dict[str, object]:
