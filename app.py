@@ -19,7 +19,7 @@ offline_environment()  # before anything imports huggingface_hub / transformers:
 
 from rag import render  # noqa: E402
 from rag.errors import REBUILD_COMMAND, IndexError_, InputError, ModelError, RagError  # noqa: E402
-from rag.index import MANIFEST, rebuild_command  # noqa: E402
+from rag.index import manifest_stamp, rebuild_command  # noqa: E402
 from rag.pipeline import IndexStatus, Pipeline  # noqa: E402
 from rag.query import prepare  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
@@ -73,18 +73,9 @@ def rebuild_hint(settings: Settings) -> str:
     return f"{command}\n# 或：.venv/bin/python -m rag build" if command == REBUILD_COMMAND else command
 
 
-def index_stamp(settings: Settings) -> tuple[int, ...] | None:
-    """(inode, size, mtime) of the index's manifest.json; None when there is none (the load then says so)."""
-    try:
-        info = (settings.index_dir / MANIFEST).stat()
-    except OSError:
-        return None
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
-
-
 def open_pipeline(settings: Settings) -> Pipeline:
     try:
-        return load_pipeline(settings, index_stamp(settings))
+        return load_pipeline(settings, manifest_stamp(settings.index_dir))
     except IndexError_ as exc:
         stop_with("索引不可用：缺失、损坏或与当前模型/设置不一致。", exc, rebuild_hint(settings))
     except ModelError as exc:

@@ -30,7 +30,8 @@ import numpy as np
 
 from rag.ann import search_depth
 from rag.config import DEFAULT_MODEL_DIR, ROOT, Settings
-from rag.errors import REBUILD_COMMAND, IndexCorruptError, IndexMismatchError, IndexMissingError
+from rag.errors import (REBUILD_COMMAND, IndexCorruptError, IndexError_, IndexMismatchError,
+                        IndexMissingError)
 from rag.lexical import Lexical, read_word_list, write_lexicon
 from rag.text import split_sentences
 from rag.types import BookInfo, Chunk, TocEntry
@@ -40,6 +41,7 @@ FORMAT = 1
 # indexes: section path + chunk text. Part of the manifest, so a change of recipe makes old indexes refuse to
 # load instead of silently mixing two kinds of vectors.
 PASSAGE_RECIPE = "sentences/v1"
+LOAD_ATTEMPTS = 3  # reads of a folder that a rebuild keeps swapping, before giving up
 MIN_UNIT_CHARS = 8  # "具体来说：" alone would match every vague question
 MANIFEST, VECTORS, UNITS, CHUNKS, BOOK, LEXICON, BM25_DIR = (
     "manifest.json", "vectors.faiss", "units.npy", "chunks.json", "book.json", "lexicon.txt", "bm25")
@@ -177,11 +179,34 @@ class Index:
 
     @classmethod
     def load(cls, folder: Path, settings: Settings, embedder) -> Index:
-        """Open an index folder after checking it was built for this model and these settings."""
-        manifest = read_manifest(folder, settings)
-        check_manifest(manifest, folder, settings, embedder)
-        verify_files(manifest, folder, settings)
-        return _open(folder, manifest, settings)
+        """Open an index folder after checking it was built for this model and these settings.
+
+        A rebuild may swap a new folder in while this one is being read: the files would then come from two
+        builds (and fail their checksums). When manifest.json changed during the load, it is read again from
+        the start, so a load never mixes builds nor calls a healthy index damaged."""
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            before = manifest_stamp(folder)
+            try:
+                manifest = read_manifest(folder, settings)
+                check_manifest(manifest, folder, settings, embedder)
+                verify_files(manifest, folder, settings)
+                index = _open(folder, manifest, settings)
+            except IndexError_:
+                if manifest_stamp(folder) == before or attempt == LOAD_ATTEMPTS:
+                    raise
+                continue
+            if manifest_stamp(folder) == before:
+                return index
+        raise IndexCorruptError(f"索引 {folder} 在读取期间连续被重建 {LOAD_ATTEMPTS} 次，请等构建结束后重试。")
+
+
+def manifest_stamp(folder: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of manifest.json: every build writes a new one, so a swap changes it."""
+    try:
+        info = (folder / MANIFEST).stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def build_index(settings: Settings, *, embedder=None, progress: bool = False):

@@ -297,6 +297,33 @@ def test_a_rebuild_under_a_loaded_pipeline_changes_nothing_for_it(built, embedde
     assert NEW_PARAGRAPH[:20] in fresh.ask("群众工作的试金石是什么？").text
 
 
+@pytest.mark.parametrize("during", ["verify_files", "_open"])
+def test_a_load_racing_a_rebuild_reads_one_whole_build(during: str, built, embedder, sibling: Path,
+                                                      tmp_path: Path, monkeypatch) -> None:
+    """A rebuild is swapped in while a load is checking (or reading) the files: the load starts again and
+    returns the new build whole, instead of a checksum error or a mix of two builds."""
+    from rag import index as ix
+
+    settings = replace(built, index_dir=sibling)
+    rebuilt = replace(settings, corpus=(_grow(_copy_corpus(built, tmp_path)),))
+    real = getattr(ix, during)
+    swaps: list[int] = []
+
+    def swap_first(*args):
+        if not swaps:
+            swaps.append(1)
+            build_index(rebuilt, embedder=embedder)
+        return real(*args)
+
+    monkeypatch.setattr(ix, during, swap_first)
+    loaded = ix.Index.load(sibling, settings, embedder)
+    monkeypatch.undo()
+    assert swaps
+    fresh = ix.Index.load(sibling, rebuilt, embedder)
+    assert loaded.manifest == fresh.manifest and loaded.chunks == fresh.chunks
+    assert any(NEW_PARAGRAPH[:20] in c.text for c in loaded.chunks)
+
+
 def test_the_page_picks_up_a_rebuilt_index_and_keeps_old_conversations(built, embedder, sibling: Path,
                                                                        page_env, tmp_path: Path) -> None:
     corpus = _copy_corpus(built, tmp_path)  # the same settings before and after: only the index changes
