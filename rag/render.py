@@ -24,6 +24,10 @@ _ROMAN = re.compile(r"^[ivxlcdm]+$", re.IGNORECASE)
 # something to Markdown or to Streamlit's extensions (:red[..], :emoji:, $math$, ~~, ==) makes text inert.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&\"'])")
 _SPACE = re.compile(r"\s")
+# Never shown: terminal escapes and other control characters, and the bidi controls that can make text read
+# in another order than it is stored (a question pasted from anywhere, or a PDF, may carry them).
+_INVISIBLE = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]"
+                        "|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _FEEDBACK_LOCK = threading.Lock()
 
 
@@ -92,7 +96,7 @@ def escape_markdown(text: str) -> str:
     Leading indentation is dropped so an indented book line never becomes a code block, and line breaks are
     kept as hard breaks so paragraphs and verse keep their shape.
     """
-    lines = [_MD_SPECIAL.sub(r"\\\1", line.strip()) for line in text.splitlines()]
+    lines = [_MD_SPECIAL.sub(r"\\\1", line.strip()) for line in visible(text).splitlines()]
     return "  \n".join(lines)
 
 
@@ -123,7 +127,12 @@ def highlight_html(text: str, quote: str | None) -> str:
 
 
 def _html_text(text: str) -> str:
-    return html.escape(text, quote=True).replace("\n", "<br>")
+    return html.escape(visible(text), quote=True).replace("\n", "<br>")
+
+
+def visible(text: str) -> str:
+    """`text` without control characters, terminal escapes and bidi controls (tabs and line breaks kept)."""
+    return _INVISIBLE.sub("", text)
 
 
 # --- the book and its sections ------------------------------------------------------------------------------
