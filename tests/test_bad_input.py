@@ -297,16 +297,32 @@ HOSTILE_BOOK = """# 第一章 测试用的章节
 """
 
 
-def test_page_shows_markup_and_injections_in_the_book_as_text(embedder, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def hostile(embedder, tmp_path_factory: pytest.TempPathFactory):
+    """A real index of a small book full of markup, injections, escapes and bidi controls."""
     from rag.config import Settings
     from rag.index import build_index
 
-    corpus = tmp_path / "corpus"
+    tmp = tmp_path_factory.mktemp("hostile")
+    corpus = tmp / "corpus"
     corpus.mkdir()
     (corpus / "hostile.md").write_text(HOSTILE_BOOK, encoding="utf-8")
-    settings = replace(Settings.from_env({}), corpus=(corpus,), index_dir=tmp_path / "index")
+    settings = replace(Settings.from_env({}), corpus=(corpus,), index_dir=tmp / "index")
     build_index(settings, embedder=embedder)
+    return settings
+
+
+def test_cli_prints_book_text_without_escapes_or_bidi_controls(hostile, capsys) -> None:
+    from rag.__main__ import main
+
+    assert main(["ask", "守则的第五条是什么？", "--index", str(hostile.index_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "终端颜色" in out and not INVISIBLE.search(out)
+
+
+def test_page_shows_markup_and_injections_in_the_book_as_text(hostile, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus, settings = hostile.corpus[0], hostile
     for name in ("RAG_MODEL", "RAG_LLM_BASE_URL", "RAG_LLM_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RAG_CORPUS", str(corpus))

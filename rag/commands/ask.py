@@ -18,6 +18,7 @@ from rag.commands.build import settings_from_args
 from rag.commands.search import read_batch
 from rag.errors import InputError
 from rag.query import prepare
+from rag.render import visible
 from rag.types import Answer, Citation
 
 
@@ -63,14 +64,14 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
         print(f"（结合上文理解为：{answer.resolved_question}）")
     if streamed:
         print("\n—— 核实后的回答 ——")
-    print(answer.text)
+    print(visible(answer.text))  # book text never drives the terminal (escapes, bidi controls)
     if answer.pointer:
         print(f"可参阅{answer.pointer}")
     if answer.citations:
         print("\n出处：")
     for c in answer.citations:
-        print(source_line(c))
-        print(f"    “{c.quote}”")
+        print(visible(source_line(c)))
+        print(f"    “{visible(c.quote)}”")
 
 
 def ask_one(pipeline, question: str, history: list[str], as_json: bool) -> None:
@@ -82,7 +83,7 @@ def ask_one(pipeline, question: str, history: list[str], as_json: bool) -> None:
         if isinstance(item, Answer):
             print_answer(item, streamed)
         else:
-            print(item, end="", flush=True)
+            print(visible(item), end="", flush=True)
             streamed = True
 
 
