@@ -22,6 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -208,6 +209,10 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        # A fresh session's first run allocates and plans (≈ 0.5 s here): done now, in the background, while
+        # the caller goes on loading the index, instead of inside the first question.
+        self._warm = threading.Thread(target=self._forward, args=([[0, 2]],), daemon=True)
+        self._warm.start()
 
     def token_ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text).ids
@@ -215,6 +220,7 @@ class OnnxEncoder:
     def encode(self, texts: Sequence[str], batch_size: int = 32,
                progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Rows in input order; batches of similar length (longest first), so little padding is computed."""
+        self._warm.join()
         ids = [self._truncate(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
