@@ -49,6 +49,13 @@ def test_a_missing_index_is_a_clear_error_not_a_traceback(tmp_path: Path, capsys
     assert "没有找到索引" in err and "rag build" in err and "Traceback" not in err
 
 
+def test_a_blank_question_is_told_before_any_index_or_model_is_touched(tmp_path: Path, capsys) -> None:
+    # the index folder does not exist: a blank question must be refused first, with the prompt to ask
+    assert main(["search", "\u3000\t\n", "--index", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert "请输入问题" in err and "索引" not in err
+
+
 def test_eval_reports_recall_by_question_type(built, capsys) -> None:
     assert main(["eval", "--index", str(built.index_dir)]) == 0
     out = capsys.readouterr().out

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 from rag.commands.build import settings_from_args
 from rag.errors import InputError
+from rag.query import prepare
+from rag.render import visible
 from rag.text import one_line
 from rag.types import Hit
 
@@ -64,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("请给出一个问题，或用 --batch FILE 指定批量问题文件（二者选一）。")
     from rag.pipeline import Pipeline
 
-    pipeline = Pipeline.load(settings_from_args(args))
+    settings = settings_from_args(args)
+    if args.question is not None:  # a blank question is told at once, before the model is loaded
+        prepare(args.question, settings.answer.max_question_chars)
+    pipeline = Pipeline.load(settings)
     if args.batch is None:
         show(pipeline, args.question, args.history, args.k, args.json)
         return 0
@@ -103,5 +108,6 @@ def show(pipeline, question: str, history: list[str], k: int | None, as_json: bo
         print("没有找到相关段落。")
     for h in hits:
         where = h.chunk.section_path or h.chunk.source
-        print(f"[{h.rank}] {h.score:.4f}  {where}  {page_label(h)}  [{h.chunk.kind}]")
-        print(f"    {one_line(h.chunk.text)[:160]}")
+        # book text never drives the terminal (escapes, bidi controls)
+        print(visible(f"[{h.rank}] {h.score:.4f}  {where}  {page_label(h)}  [{h.chunk.kind}]"))
+        print(f"    {visible(one_line(h.chunk.text)[:160])}")
