@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# The page listens on this machine only; to share it on a network: make run ADDRESS=0.0.0.0
+ADDRESS ?= 127.0.0.1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -10,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 ## run: set everything up, build the index of corpus/ if missing, open the chat page
 run: setup
 	@[ -f embeddings/index/manifest.json ] || $(PY) -m rag build
-	$(VENV)/bin/streamlit run app.py --server.headless true --browser.gatherUsageStats false
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.address $(ADDRESS) --browser.gatherUsageStats false
 
 ## test: set everything up (Python packages, the model, chromium) and run the whole suite
 test: setup system-deps
