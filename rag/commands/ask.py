@@ -14,10 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rag.commands.build import settings_from_args
-from rag.commands.search import read_batch
+from rag.commands.search import open_pipeline, read_batch
 from rag.errors import InputError
-from rag.query import prepare
 from rag.render import visible
 from rag.types import Answer, Citation
 
@@ -98,14 +96,7 @@ def warn_if_stale(pipeline) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.question is None) == (args.batch is None):
-        raise InputError("请给出一个问题，或用 --batch FILE 指定批量问题文件（二者选一）。")
-    from rag.pipeline import Pipeline
-
-    settings = settings_from_args(args)
-    if args.question is not None:  # a blank question is told at once, before the model is loaded
-        prepare(args.question, settings.answer.max_question_chars)
-    pipeline = Pipeline.load(settings)  # the model is loaded once, for the whole batch
+    pipeline = open_pipeline(args)
     warn_if_stale(pipeline)
     if args.batch is None:
         ask_one(pipeline, args.question, args.history, args.json)

@@ -61,15 +61,21 @@ def read_batch(path: Path) -> Iterator[tuple[str, list[str]]]:
             yield line.strip(), []
 
 
-def run(args: argparse.Namespace) -> int:
+def open_pipeline(args: argparse.Namespace):
+    """The Pipeline for `search`/`ask`, once the arguments are known to be usable (one question xor --batch;
+    a blank question is told at once, before the model is loaded). One load serves a whole batch."""
     if (args.question is None) == (args.batch is None):
         raise InputError("请给出一个问题，或用 --batch FILE 指定批量问题文件（二者选一）。")
     from rag.pipeline import Pipeline
 
     settings = settings_from_args(args)
-    if args.question is not None:  # a blank question is told at once, before the model is loaded
+    if args.question is not None:
         prepare(args.question, settings.answer.max_question_chars)
-    pipeline = Pipeline.load(settings)
+    return Pipeline.load(settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    pipeline = open_pipeline(args)
     if args.batch is None:
         show(pipeline, args.question, args.history, args.k, args.json)
         return 0
