@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 HNSW_FROM = 100_000  # vectors; below this the exact index is used
-HNSW_M = 16  # graph degree: recall/memory/build-time trade-off (+2·M int32 links per vector, base layer)
-EF_CONSTRUCTION = 40
+HNSW_M = 32  # graph degree: recall/memory/build-time trade-off (+2·M int32 links per vector, base layer)
+EF_CONSTRUCTION = 80
 EF_SEARCH = 128  # search breadth; saved with the index
 HNSW_DEPTH = 1000  # sentence vectors fetched per query from an HNSW index (candidates for fusion)
 
