@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         given = argv if argv is not None else sys.argv[1:]
         command = " ".join([".venv/bin/python -m bench.perf_scale", *given])
         write_section("Performance — scaling, long run", "\n".join(
-            [f"Run {stamp()}: `{command}`.  ", f"Machine: {machine()}.", "", *scale_section(result)[2:]]))
+            [f"Run {stamp()}: `{command}`.  ", f"Machine: {machine()}.  ",
+             f"Seeds: {result['seeds']} real vectors; load average at the end: {result['load']}.", "",
+             *scale_section(result)[2:]]))
     return 0
 
 
