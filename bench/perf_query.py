@@ -66,7 +66,8 @@ def build_figures(settings, embedder) -> dict:
     unchanged = time.perf_counter() - start
     stages = report.timings
     return {"chunks": report.chunks, "units": report.sentences, "encoded": report.embedded,
-            "total_s": total, "reading_s": reading, "chunking_s": max(0.0, stages["ingest+chunk"] - reading),
+            "total_s": total, "reading_s": reading,
+            "chunking_s": max(0.0, stages["ingest+chunk"] - reading),
             "embedding_s": timed.seconds - 0.0, "indexing_s": total - stages["ingest+chunk"] - timed.seconds,
             "floor_s": floor, "unchanged_s": unchanged, "unchanged_encoded": again.embedded,
             "unchanged_timings": again.timings}
