@@ -20,7 +20,7 @@ from rag.config import Settings
 from rag.direct import BookFacts
 from rag.errors import LLMError
 from rag.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
-                         coverage, inline_list, question_terms)
+                         coverage, list_items, question_terms)
 from rag.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
 from rag.query import Query, prepare, usable_history
 from rag.text import is_cjk
@@ -34,7 +34,8 @@ REFUSAL_TEXT = REFUSAL + "。"
 W_DENSE, W_COVER, W_RANK = 1.0, 0.05, 0.01
 W_TYPE = 0.05  # 「多少年」「什么时候」: a sentence with a number or a date is preferred
 W_QUOTE = 0.03  # a term the question puts in quotes (「哪几个“有所”」) must be in the sentence
-W_LIST = 0.1  # list questions: a sentence that enumerates (「A、B、C」) is preferred
+W_LIST = 0.1  # list questions: a sentence that enumerates (「A、B、C」) is preferred,
+W_ITEM, MAX_ITEMS = 0.002, 10  # and the longer its list, the more (up to MAX_ITEMS items)
 # Refusal, measured on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"). Out-of-scope questions
 # (weather, recipes, sport) reach best-sentence cosines of 0.80–0.86 with almost none of their weighted
 # terms in the book; answerable ones with low term coverage (paraphrases) have cosines ≥ 0.88. So: refuse
@@ -160,14 +161,15 @@ class Answerer:
         scored: list[Scored] = []
         for h in hits:
             spans = self.store.spans(h.chunk)
-            lists = [listing and inline_list(h.chunk.text[a:b]) for a, b in spans] + [False]
+            items = [list_items(h.chunk.text[a:b]) if listing else 0 for a, b in spans]
             for i, (a, b) in enumerate(spans):
                 s = Sentence(h.chunk, a, b, h.rank, h.score)
                 if s.text.rstrip().endswith(("？", "?")):
                     continue  # the book's own rhetorical questions answer nothing
                 dense = float(vectors[h.chunk.id][i] @ qvec)
                 cov = coverage(self.store, qterms, self.store.terms(s))
-                bonus = ((W_LIST if lists[i] else 0.0) + (W_TYPE if wants(s.text) else 0.0)
+                enumerates = W_LIST + W_ITEM * (min(items[i], MAX_ITEMS) - 3) if items[i] >= 3 else 0.0
+                bonus = (enumerates + (W_TYPE if wants(s.text) else 0.0)
                          + (W_QUOTE if quoted and all(t in squeeze(s.text)[0] for t in quoted) else 0.0))
                 score = W_DENSE * dense + W_COVER * cov + W_RANK / h.rank + bonus
                 scored.append(Scored(s, score, dense, cov))

@@ -18,7 +18,7 @@ class ModelSettings:
     name: str = str(DEFAULT_MODEL_DIR)  # a sentence-transformers directory, or a hub name (cached / reachable)
     batch_size: int = 32
     device: str = "cpu"
-    # "auto": ONNX Runtime for the default model, torch for others; or "torch" / "onnx" / "onnx-int8"
+    # "auto": ONNX Runtime int8 for the default model, torch for others; or "torch" / "onnx" / "onnx-int8"
     # (measured in bench/RESULTS.md, Performance). RAG_BACKEND.
     backend: str = "auto"
 

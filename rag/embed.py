@@ -5,9 +5,10 @@ Any other sentence-transformers directory, or a hub name that is cached (or reac
 online), works too; its query/passage prompts come from its own `config_sentence_transformers.json`.
 
 Backends (ModelSettings.backend / RAG_BACKEND): "auto" (the default) runs the default model through ONNX
-Runtime (rag/onnx_model.py: same vectors as torch, a third of the CPU time, no torch in the serving process)
-and any other model through sentence-transformers + torch; "torch", "onnx" and "onnx-int8" force one. The
-fingerprint names the backend's own files, so an index built with one backend refuses to load with another.
+Runtime with int8 weights ("onnx-int8", rag/onnx_model.py: CMRC recall of float32, about 60 % of its time per
+query, no torch in the serving process) and any other model through sentence-transformers + torch; "torch",
+"onnx" (float32: torch's vectors) and "onnx-int8" force one. The fingerprint names the backend's own files,
+so an index built with one backend refuses to load with another.
 """
 
 from __future__ import annotations
@@ -124,11 +125,12 @@ def load_embedder(settings: ModelSettings) -> Embedder:
 
 
 def resolve_backend(settings: ModelSettings) -> str:
-    """"auto" → ONNX Runtime for the default model (measured faster, same vectors), torch for any other."""
+    """"auto" → ONNX Runtime int8 for the default model (bench/RESULTS.md, Performance: the fastest, same
+    CMRC R@5 as float32), torch for any other."""
     if settings.backend != "auto":
         return settings.backend
     is_default = Path(settings.name).expanduser().resolve() == DEFAULT_MODEL_DIR.resolve()
-    return "onnx" if is_default and settings.device == "cpu" else "torch"
+    return "onnx-int8" if is_default and settings.device == "cpu" else "torch"
 
 
 def _load(settings: ModelSettings) -> Embedder:
@@ -154,8 +156,11 @@ def _load_onnx(settings: ModelSettings, path: Path | None, backend: str) -> Embe
         raise ModelError(f"推理后端 {backend} 只支持默认模型，{settings.name} 请使用 RAG_BACKEND=torch（或 auto）。")
     source = model_fingerprint(path)
     onnx_file, sha256, _ = provision_onnx(path, source, backend)
-    fingerprint = hashlib.sha256(f"{backend}\0{source}\0{sha256}".encode()).hexdigest()
-    return Embedder(OnnxEncoder(path, onnx_file), settings.name, fingerprint, settings.batch_size, backend)
+    quantised = backend == "onnx-int8"  # encoded one text per run (rag/onnx_model.py): vectors per text
+    recipe = f"{backend}\0{source}\0{sha256}" + ("\0one-per-run" if quantised else "")
+    fingerprint = hashlib.sha256(recipe.encode()).hexdigest()
+    return Embedder(OnnxEncoder(path, onnx_file, one_per_run=quantised), settings.name, fingerprint,
+                    settings.batch_size, backend)
 
 
 def _local_dir(name: str) -> Path | None:

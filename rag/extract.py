@@ -195,11 +195,17 @@ _SEQUENCE = {"首先": 1, "其次": 2, "再次": 3, "最后": 9}
 _SHORT_ITEMS = re.compile(r"(?:[^，。；：、“”]{1,10}、){2,}[^，。；：、“”]{1,12}")
 
 
+def list_items(text: str) -> int:
+    """How many items a sentence enumerates by itself: short items 「A、B、C」 (the longest run), 「有A，有B，有C」,
+    or 「“A”“B”“C”」; long clauses joined by 、 are not items."""
+    runs = [m.group().count("、") + 1 for m in _SHORT_ITEMS.finditer(text)]
+    has = text.count("，有") + 1 if text.count("，有") >= 2 else 0
+    return max([*runs, has, len(re.findall(r"“[^”]{1,8}”", text)), 0])
+
+
 def inline_list(text: str) -> bool:
-    """A sentence that enumerates by itself: three or more short items 「A、B、C」, 「有A，有B，有C」, or
-    「“A”“B”“C”」 (long clauses joined by 、 are not a list)."""
-    return (bool(_SHORT_ITEMS.search(text)) or text.count("，有") >= 2
-            or len(re.findall(r"“[^”]{1,8}”", text)) >= 3)
+    """A sentence that enumerates by itself: three or more items (list_items)."""
+    return list_items(text) >= 3
 
 
 def section_sentences(store: SentenceStore, chunks: Sequence[Chunk], anchor: Chunk) -> list[Sentence]:

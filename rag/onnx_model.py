@@ -8,8 +8,9 @@ does.
 
 Layout, next to the converted model: `embeddings/models/<model>-onnx/`
     model.onnx       BertModel → last hidden states, float32 (torch.onnx.export, opset 17, BERT ops fused)
-    model-int8.onnx  the same with dynamic int8 weights (onnxruntime.quantization, per channel); opt-in only:
-                     activations are quantised per batch, so a sentence's vector depends slightly on its batch
+    model-int8.onnx  the same with dynamic int8 weights (onnxruntime.quantization, 7-bit per channel): the
+                     default. Activations are quantised per run, so the encoder runs one text at a time and
+                     a sentence's vector never depends on what it was encoded with
     provenance.json  the source model's fingerprint, tool versions, and size/mtime/sha256 of every file
 Pooling (mean over the attention mask, prompt included) and L2 normalisation happen here in numpy, exactly as
 the model's sentence-transformers modules (1_Pooling, 2_Normalize) do them.
@@ -21,6 +22,7 @@ import fcntl
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import threading
 import warnings
@@ -31,7 +33,7 @@ import numpy as np
 
 from rag.errors import ModelError
 
-EXPORT_VERSION = 2  # bump whenever the exported files would change
+EXPORT_VERSION = 3  # bump whenever the exported files would change
 FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 TOOLS = ("torch", "transformers", "onnx", "onnxruntime")
 OPSET = 17
@@ -171,16 +173,25 @@ def _fuse(source: Path, target: Path, heads: int, hidden: int) -> None:
 
 def _quantize(model_dir: Path, folder: Path) -> None:
     """Dynamic int8: weights of MatMul and the embedding Gather quantised per output channel (smaller error
-    than per tensor on this model), activations quantised on the fly."""
+    than per tensor on this model), activations quantised on the fly. Weights use 7 bits (reduce_range): the
+    AVX2 u8×s8 kernels add pairs of products in 16 bits, which full-range weights can saturate; measured on
+    the question set, the worst query cosine against float32 rises from 0.987 to 0.994 at the same speed."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = folder / f".model-int8.{os.getpid()}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(folder / FILES["onnx"], tmp, weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gather", "Attention", "EmbedLayerNormalization"],
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser's advice to pre-process goes to the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(folder / FILES["onnx"], tmp, weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=True,
+                             op_types_to_quantize=["MatMul", "Gather", "Attention", "EmbedLayerNormalization"],
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
     os.replace(tmp, folder / FILES["onnx-int8"])
 
 
@@ -190,7 +201,8 @@ def _quantize(model_dir: Path, folder: Path) -> None:
 class OnnxEncoder:
     """Tokenise with the model's own tokenizer.json, run the graph, mean-pool, normalise; thread-safe."""
 
-    def __init__(self, model_dir: Path, onnx_file: Path, threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, onnx_file: Path, threads: int | None = None, *,
+                 one_per_run: bool = False) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -201,6 +213,9 @@ class OnnxEncoder:
                                   int(config.get("max_position_embeddings", 512)))
         self.prompts = dict(_json(model_dir / "config_sentence_transformers.json").get("prompts", {}))
         self.pad_id = int(config.get("pad_token_id") or 0)
+        # A dynamically quantised graph scales its activations per run (over the whole batch tensor): one text
+        # per run makes every vector a function of its text alone, whatever it was encoded with.
+        self.one_per_run = one_per_run
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, len(os.sched_getaffinity(0)))
@@ -221,6 +236,8 @@ class OnnxEncoder:
                progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Rows in input order; batches of similar length (longest first), so little padding is computed."""
         self._warm.join()
+        if self.one_per_run:
+            batch_size = 1
         ids = [self._truncate(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)

@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="即使已是最新也重新转换")
     p.add_argument("--models-dir", type=Path, default=None, help="模型目录的上级目录（默认 embeddings/models）")
     p.add_argument("--backend", choices=("onnx", "onnx-int8", "none"), default=None,
-                   help="同时生成的 ONNX 文件（默认按 RAG_BACKEND：auto/onnx → onnx；none = 不生成）")
+                   help="同时生成的 ONNX 文件（默认按 RAG_BACKEND：auto → onnx-int8（含 onnx）；none = 不生成）")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"默认嵌入模型已是最新，无需转换：{result.path}")
     configured = settings.model.backend
-    backend = args.backend or {"auto": "onnx", "torch": "none"}.get(configured, configured)
+    backend = args.backend or {"auto": "onnx-int8", "torch": "none"}.get(configured, configured)
     if backend != "none":
         export(result.path, backend, args.force)
     return 0
