@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 ## run: set everything up, build the index of corpus/ if missing, open the chat page
 run: setup
 	@[ -f embeddings/index/manifest.json ] || $(PY) -m rag build
-	$(VENV)/bin/streamlit run app.py --server.headless true --server.address $(ADDRESS) --browser.gatherUsageStats false
+	$(PY) -m rag serve --address $(ADDRESS)
 
 ## test: set everything up (Python packages, the model, chromium) and run the whole suite
 test: setup system-deps

@@ -55,9 +55,7 @@ def load_pipeline(settings: Settings, stamp: tuple[int, ...] | None) -> Pipeline
     `stamp` identifies the index folder's manifest, so a rebuild (which swaps in a new folder) is picked up
     on the next run of the page, while sessions in the middle of an answer finish on the Pipeline they hold
     (it reads nothing from disk after loading)."""
-    pipeline = Pipeline.load(settings)
-    pipeline.answerer.warm()  # encode the book's sentences now, not during the first question
-    return pipeline
+    return Pipeline.shared(settings, stamp)  # already loading if the server was started by `rag serve`
 
 
 def stop_with(title: str, exc: Exception, command: str) -> None:

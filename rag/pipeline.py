@@ -14,6 +14,9 @@ from rag.index import Index, corpus_stale
 from rag.retrieve import Retriever
 from rag.types import Answer, Hit
 
+_shared: dict[tuple, Pipeline] = {}
+_shared_lock = threading.Lock()
+
 
 @dataclass(frozen=True)
 class IndexStatus:
@@ -44,6 +47,20 @@ class Pipeline:
         index = Index.load(settings.index_dir, settings, embedder)
         retriever = Retriever(index, embedder, settings.retrieve, settings.answer.max_question_chars)
         return cls(settings, index, embedder, retriever)
+
+    @classmethod
+    def shared(cls, settings: Settings, stamp: tuple[int, ...] | None) -> Pipeline:
+        """The process's warmed Pipeline for these settings and this index build (`stamp`, the manifest's
+        identity): loaded by the first caller, while later callers wait for that same load. Only the newest
+        build is kept; sessions still holding an older Pipeline finish on it."""
+        key = (settings, stamp)
+        with _shared_lock:
+            if key not in _shared:
+                pipeline = cls.load(settings)
+                pipeline.answerer.warm()  # the book's sentence vectors, now rather than in the first question
+                _shared.clear()
+                _shared[key] = pipeline
+            return _shared[key]
 
     def search(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list[Hit]:
         return self.retriever.search(question, history, k)

@@ -1,4 +1,5 @@
-"""The whole path in a real browser: `streamlit run app.py` on a free local port, driven by Debian's chromium.
+"""The whole path in a real browser: `python -m rag serve` (what `make run` starts) on a free local port, driven by
+Debian's chromium.
 
 Playwright's Python package drives /usr/bin/chromium (`playwright install` cannot download anything here).
 Set RAG_UPDATE_SCREENSHOT=1 to refresh docs/screenshot.png, the README's picture of the page.
@@ -55,8 +56,7 @@ def server(built, tmp_path_factory: pytest.TempPathFactory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(RAG_INDEX_DIR=str(built.index_dir), RAG_FEEDBACK_PATH=str(log.with_name("feedback.jsonl")),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    cmd = [sys.executable, "-m", "rag", "serve", "--port", str(port)]  # what `make run` starts
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

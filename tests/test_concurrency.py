@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import threading
 import time
@@ -98,3 +99,29 @@ def test_eight_threads_get_exactly_the_serial_answers(pipeline, built, embedder)
     assert sum(len(r) for r in results) == THREADS * PER_THREAD
     wrong = [(r[:2], got[:120]) for rows in results for r, got in rows if got != expected[r]]
     assert not wrong, wrong[:3]
+
+
+def test_shared_pipeline_is_loaded_once_and_follows_a_rebuild(built, tmp_path: Path) -> None:
+    """`rag serve` preloads Pipeline.shared while pages open: callers racing it get the one object, warmed;
+    a rebuilt index (a new manifest stamp) gets a new Pipeline on the next call."""
+    import shutil
+
+    from rag.index import manifest_stamp
+
+    folder = tmp_path / "index"
+    shutil.copytree(built.index_dir, folder)
+    settings = dataclasses.replace(built, index_dir=folder)
+    got: list[Pipeline] = []
+    threads = [threading.Thread(target=lambda: got.append(Pipeline.shared(settings, manifest_stamp(folder))))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and all(p is got[0] for p in got)
+    assert got[0].answerer.ask("群众工作的核心是什么？").citations  # loaded and answering
+    manifest = folder / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes())  # what a rebuild's swap does to the stamp (new mtime)
+    os.utime(manifest, ns=(time.time_ns(), time.time_ns() + 10**9))
+    fresh = Pipeline.shared(settings, manifest_stamp(folder))
+    assert fresh is not got[0] and Pipeline.shared(settings, manifest_stamp(folder)) is fresh

@@ -1,0 +1,62 @@
+"""python -m rag serve: the chat page (`streamlit run app.py`), with the model and index loading from the start.
+
+Streamlit runs app.py only when the first browser session arrives, so with `streamlit run` the model and the
+index start loading then. Here a background thread loads them (Pipeline.shared) as soon as the server answers
+its health check, while the browser fetches and starts the page; the page's first run finds them ready or
+waits for that same load. (Loading while the server itself starts slowed both: the two compete for the GIL.)
+Anything that goes wrong in the preload is left to the page, which shows it in Chinese with what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+import urllib.request
+
+log = logging.getLogger("rag.serve")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="启动问答网页（Streamlit），模型与索引在服务器启动时即开始加载")
+    p.add_argument("--address", default="127.0.0.1", help="监听地址（默认只在本机：127.0.0.1；局域网共享：0.0.0.0）")
+    p.add_argument("--port", type=int, default=8501, help="端口（默认 8501）")
+
+
+def wait_until_serving(address: str, port: int, timeout: float = 60.0) -> None:
+    host = "127.0.0.1" if address in ("0.0.0.0", "::", "") else address
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/_stcore/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.05)
+
+
+def preload(address: str, port: int) -> None:
+    wait_until_serving(address, port)  # then load; if the check never answers, load anyway
+    from rag.config import Settings
+    from rag.errors import RagError
+    from rag.index import manifest_stamp
+    from rag.pipeline import Pipeline
+
+    try:
+        settings = Settings.from_env()
+        Pipeline.shared(settings, manifest_stamp(settings.index_dir))
+    except (RagError, OSError, ValueError) as exc:  # the page reports it to the user
+        log.warning("预加载未完成（网页会显示原因）：%s", exc)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rag.config import ROOT
+
+    threading.Thread(target=preload, args=(args.address, args.port), name="rag-preload", daemon=True).start()
+    from streamlit.web import cli
+
+    return cli.main(["run", str(ROOT / "app.py"), "--server.headless", "true", "--server.address", args.address,
+                     "--server.port", str(args.port), "--browser.gatherUsageStats", "false"],
+                    prog_name="streamlit", standalone_mode=False) or 0
