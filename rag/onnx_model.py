@@ -188,7 +188,8 @@ def _quantize(model_dir: Path, folder: Path) -> None:
             warnings.simplefilter("ignore")
             quantize_dynamic(folder / FILES["onnx"], tmp, weight_type=QuantType.QInt8, per_channel=True,
                              reduce_range=True,
-                             op_types_to_quantize=["MatMul", "Gather", "Attention", "EmbedLayerNormalization"],
+                             op_types_to_quantize=["MatMul", "Gather", "Attention",
+                                                   "EmbedLayerNormalization"],
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)

@@ -1,5 +1,5 @@
-"""The whole path in a real browser: `python -m rag serve` (what `make run` starts) on a free local port, driven by
-Debian's chromium.
+"""The whole path in a real browser: `python -m rag serve` (what `make run` starts) on a free local port,
+driven by Debian's chromium.
 
 Playwright's Python package drives /usr/bin/chromium (`playwright install` cannot download anything here).
 Set RAG_UPDATE_SCREENSHOT=1 to refresh docs/screenshot.png, the README's picture of the page.

@@ -81,3 +81,38 @@ def test_add_words_changes_only_the_owned_tokenizer(tok: Tokenizer) -> None:
     assert "网络群工" in [w for w, _, _ in tok.tokenize("开拓“网络群工”是新手段")]
     assert "最后一公里" in tok.tokens("做好服务群众“最后一公里”工作")
     assert "网络群工" not in jieba.dt.FREQ  # the global jieba dictionary is untouched
+    assert "网络群工" not in Tokenizer().tokens("开拓网络群工")  # nor the process-wide base table
+
+
+def test_base_dictionary_is_jiebas_own_table_and_segments_the_same(tok: Tokenizer) -> None:
+    from rag.text import base_dictionary
+
+    reference = jieba.Tokenizer()
+    reference.initialize()
+    freq, total = base_dictionary()
+    assert total == reference.total and freq == reference.FREQ
+    texts = ["做好新形势下的群众工作，必须坚持党的群众路线。", "人民对美好生活的向往，就是我们的奋斗目标。",
+             "2015年2月北京第1版第1次印刷", "信访工作要抓好源头治理"]
+    for text in texts:
+        expected = [(w, a, b) for w, a, b in reference.tokenize(normalize(text), HMM=True) if not w.isspace()]
+        assert Tokenizer().tokenize(text) == expected
+
+
+def test_base_dictionary_cache_is_remade_when_stale_foreign_or_broken(tmp_path) -> None:
+    import os
+    import pickle
+
+    from rag.text import _dictionary_stamp, _make_base, _read_base
+
+    stamp = _dictionary_stamp()
+    made = _make_base(tmp_path, stamp)
+    path = tmp_path / "jieba-base.pickle"
+    assert _read_base(path, stamp) == made and path.stat().st_mode & 0o077 == 0
+    assert _read_base(path, {**stamp, "jieba": "0.0"}) is None  # another jieba version: not used
+    os.chmod(path, 0o666)
+    assert _read_base(path, stamp) is None  # writable by others: not trusted
+    os.chmod(path, 0o600)
+    path.write_bytes(b"not a pickle")
+    assert _read_base(path, stamp) is None
+    path.write_bytes(pickle.dumps((stamp, ["wrong"], 1)))
+    assert _read_base(path, stamp) is None

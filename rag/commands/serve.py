@@ -1,4 +1,4 @@
-"""python -m rag serve: the chat page (`streamlit run app.py`), with the model and index loading from the start.
+"""python -m rag serve: the chat page (`streamlit run app.py`), the model and index loading from the start.
 
 Streamlit runs app.py only when the first browser session arrives, so with `streamlit run` the model and the
 index start loading then. Here a background thread loads them (Pipeline.shared) as soon as the server answers
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     threading.Thread(target=preload, args=(args.address, args.port), name="rag-preload", daemon=True).start()
     from streamlit.web import cli
 
-    return cli.main(["run", str(ROOT / "app.py"), "--server.headless", "true", "--server.address", args.address,
-                     "--server.port", str(args.port), "--browser.gatherUsageStats", "false"],
+    return cli.main(["run", str(ROOT / "app.py"), "--server.headless", "true",
+                     "--server.address", args.address, "--server.port", str(args.port),
+                     "--browser.gatherUsageStats", "false"],
                     prog_name="streamlit", standalone_mode=False) or 0
