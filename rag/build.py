@@ -5,6 +5,10 @@ every file and the manifest are complete, so a failed or interrupted build leave
 On Linux the swap is one atomic renameat2(RENAME_EXCHANGE); elsewhere two renames, with the old folder kept
 until the new one is in place. Same inputs give the same chunk ids, the same files and therefore the same
 manifest checksums.
+
+A build whose inputs are those the index on disk was built from (corpus checksums, chunk settings, embedder
+fingerprint, code and library versions) and whose files still match their manifest checksums is skipped:
+the index is reported up to date without loading the model or jieba (`force=True` builds anyway).
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ import numpy as np
 from rag import index as ix
 from rag.ann import describe as describe_vector_index
 from rag.ann import make_vector_index
-from rag.config import Settings
-from rag.errors import BuildError
+from rag.config import DEFAULT_MODEL_DIR, ModelSettings, Settings
+from rag.errors import BuildError, IndexError_
 from rag.lexical import Lexical, build_lexicon, read_word_list
 from rag.types import Chunk, Document
 
 HAND_LEXICON = "lexicon.txt"  # a hand-kept word list in a corpus folder, merged into the book lexicon
-LIBRARIES = ("faiss-cpu", "bm25s", "jieba", "numpy", "sentence-transformers", "transformers", "torch")
+LIBRARIES = ("faiss-cpu", "bm25s", "jieba", "numpy", "sentence-transformers", "transformers", "torch",
+             "onnxruntime", "tokenizers")
+CODE_DIR = Path(__file__).resolve().parent  # the rag package: its sources are part of the build recipe
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,10 @@ class BuildReport:
     lexicon_words: int
     skipped: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    up_to_date: bool = False  # the index on disk already was this build's result: nothing was written
 
 
-def build(settings: Settings, *, embedder=None, progress: bool = False) -> BuildReport:
+def build(settings: Settings, *, embedder=None, progress: bool = False, force: bool = False) -> BuildReport:
     from rag.chunk import chunk_corpus
     from rag.ingest import load_corpus
 
@@ -62,6 +69,11 @@ def build(settings: Settings, *, embedder=None, progress: bool = False) -> Build
         timings[name] = round(now - clock, 3)
         clock = now
 
+    if not force:
+        current = current_manifest(settings, embedder)
+        lap("check")
+        if current is not None:
+            return _unchanged_report(settings.index_dir, current, timings)
     corpus = load_corpus(list(settings.corpus))
     docs = tuple(d for d in corpus.documents if d.source != HAND_LEXICON)  # a word list, not a book
     chunks = chunk_corpus(docs, settings.chunk)
@@ -81,6 +93,96 @@ def build(settings: Settings, *, embedder=None, progress: bool = False) -> Build
     return BuildReport(settings.index_dir, len(docs), len(chunks), len(index.units), computed,
                        len(index.units) - computed, len(index.lexicon), skipped, timings)
 
+
+# --- skipping a build that would write the index already on disk -----------------------------------------
+
+def current_manifest(settings: Settings, embedder=None) -> dict[str, Any] | None:
+    """The manifest of settings.index_dir when a build now would produce that same index, else None.
+
+    Same recipe (format, passage recipe, rag sources, library versions), chunk settings, model (name and
+    fingerprint; computed without loading it, see planned_fingerprint) and corpus files (sha256), and every
+    index file still has its recorded size and sha256 (the check Index.load makes)."""
+    folder = settings.index_dir
+    try:
+        manifest = ix.read_manifest(folder, settings)
+    except IndexError_:
+        return None
+    recipe = {"format": ix.FORMAT, "passage_recipe": ix.PASSAGE_RECIPE, "chunk": asdict(settings.chunk),
+              "code": code_checksum(), "libraries": library_versions()}
+    try:
+        if any(manifest.get(key) != value for key, value in recipe.items()):
+            return None
+        if not _same_model(manifest["model"], settings, embedder):
+            return None
+        if manifest["corpus"]["files"] != ix.corpus_files(settings.corpus):
+            return None
+        ix.verify_files(manifest, folder, settings)
+    except (OSError, IndexError_, KeyError, TypeError, AttributeError):  # a hand-edited or foreign manifest
+        return None
+    return manifest
+
+
+def _same_model(built: dict[str, Any], settings: Settings, embedder) -> bool:
+    """The manifest's model entry is what a build would write now (by fingerprint, without loading)."""
+    if embedder is not None:
+        return built == ix.expected_model(embedder)
+    if built.get("name") != settings.model.name:
+        return False
+    # dim and prompts are read from the model's own files, which its fingerprint covers
+    fingerprint = planned_fingerprint(settings.model)
+    return fingerprint is not None and built.get("fingerprint") == fingerprint
+
+
+def planned_fingerprint(model: ModelSettings) -> str | None:
+    """The fingerprint load_embedder(model) would give, without loading the model: for the ONNX backends of
+    the default model, from its fingerprint stamp and the ONNX receipt (as rag/embed.py:_load_onnx forms it).
+    None when that takes a load (torch backend, another model, ONNX files missing or from other weights)."""
+    from rag.embed import model_fingerprint, resolve_backend
+    from rag.model import ensure_default_model
+    from rag.onnx_model import EXPORT_VERSION, FILES, onnx_dir, read_receipt, unchanged
+
+    backend = resolve_backend(model)
+    if backend not in FILES or Path(model.name).expanduser().resolve() != DEFAULT_MODEL_DIR.resolve():
+        return None
+    path = ensure_default_model(DEFAULT_MODEL_DIR.parent)  # what loading does first (a no-op when current)
+    source = model_fingerprint(path)
+    folder = onnx_dir(path)
+    receipt = read_receipt(folder)
+    if receipt.get("source_fingerprint") != source or receipt.get("export_version") != EXPORT_VERSION:
+        return None
+    files = receipt.get("files") or {}
+    needed = ["onnx"] if backend == "onnx" else ["onnx", backend]
+    if not all(name in files and unchanged(folder / FILES[name], files[name]) for name in needed):
+        return None
+    recipe = f"{backend}\0{source}\0{files[backend]['sha256']}"
+    if backend == "onnx-int8":
+        recipe += "\0one-per-run"
+    return hashlib.sha256(recipe.encode()).hexdigest()
+
+
+def code_checksum() -> str:
+    """sha256 over the rag package's Python sources: a change to chunking, BM25 or the file layout (or any
+    other code) makes the next build a real one."""
+    digest = hashlib.sha256()
+    for path in sorted(CODE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(CODE_DIR).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    return {"python": platform.python_version(), **{n: _version(n) for n in LIBRARIES}}
+
+
+def _unchanged_report(folder: Path, manifest: dict[str, Any], timings: dict[str, float]) -> BuildReport:
+    counts = manifest.get("counts", {})
+    sentences = int(counts.get("sentences", 0))
+    return BuildReport(folder, int(counts.get("documents", 0)), int(counts.get("chunks", 0)), sentences, 0,
+                       sentences, int(manifest.get("lexicon", {}).get("words", 0)),
+                       tuple(manifest.get("corpus", {}).get("skipped", ())), timings, up_to_date=True)
+
+
+# --- building ---------------------------------------------------------------------------------------------
 
 def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corpus_roots: Sequence[Path] = (),
                cache: Path | None = None, progress: bool = False) -> tuple[ix.Index, int]:
@@ -169,7 +271,8 @@ def base_manifest(settings: Settings, embedder, index: ix.Index, docs: Sequence[
         "lexicon": {"file": ix.LEXICON, "words": len(index.lexicon)},
         "counts": {"documents": len(docs), "chunks": len(index.chunks), "sentences": len(index.units),
                    "kinds": dict(sorted(kinds.items())), "toc_entries": len(index.toc)},
-        "libraries": {"python": platform.python_version(), **{n: _version(n) for n in LIBRARIES}},
+        "code": code_checksum(),
+        "libraries": library_versions(),
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -209,11 +209,12 @@ def manifest_stamp(folder: Path) -> tuple[int, int, int] | None:
     return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
-def build_index(settings: Settings, *, embedder=None, progress: bool = False):
-    """Build the index of settings.corpus into settings.index_dir (atomic swap); see rag.build."""
+def build_index(settings: Settings, *, embedder=None, progress: bool = False, force: bool = False):
+    """Build the index of settings.corpus into settings.index_dir (atomic swap), or report it up to date
+    when it already is what the build would write (unless force); see rag.build."""
     from rag.build import build  # ingest, chunking and the model are needed to build, not to load
 
-    return build(settings, embedder=embedder, progress=progress)
+    return build(settings, embedder=embedder, progress=progress, force=force)
 
 
 def corpus_files(roots: Sequence[Path]) -> dict[str, str]:

@@ -109,7 +109,7 @@ def test_build_is_idempotent_and_a_failed_build_leaves_the_index_intact(built, e
 
     monkeypatch.setattr(Index, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build_index(again, embedder=embedder)
+        build_index(again, embedder=embedder, force=True)  # unforced, the unchanged index would be kept
     monkeypatch.undo()
     after = json.loads((again.index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert after["files"] == second["files"]

@@ -1,4 +1,5 @@
-"""python -m rag build: corpus → chunks → vectors + BM25 → embeddings/index/ (idempotent, atomic swap)."""
+"""python -m rag build: corpus → chunks → vectors + BM25 → embeddings/index/ (atomic swap; skipped when the
+index is already up to date, unless --force)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
     p.add_argument("--model", default=None, metavar="PATH", help="sentence-transformers 模型目录（默认内置模型）")
     p.add_argument("--quiet", action="store_true", help="不显示进度条")
+    p.add_argument("--force", action="store_true", help="即使语料、设置和模型都未变化也重新构建")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -32,8 +34,14 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     start = time.perf_counter()
-    report = build_index(settings, progress=not args.quiet)
+    report = build_index(settings, progress=not args.quiet, force=args.force)
     total = time.perf_counter() - start
+    if report.up_to_date:
+        print(f"索引已是最新，未重建：{report.index_dir}")
+        print(f"  语料、分段设置、模型和程序均未变化，索引文件完好（文档 {report.documents} 个，"
+              f"段落 {report.chunks} 个，句向量 {report.sentences} 个）")
+        print(f"  用时 {total:.1f} 秒。如需强制重建，请在命令后加 --force")
+        return 0
     print(f"索引已写入 {report.index_dir}")
     print(f"  文档 {report.documents} 个，段落 {report.chunks} 个，句向量 {report.sentences} 个（新编码 "
           f"{report.embedded}，缓存复用 {report.cached}），词典 {report.lexicon_words} 个词")
