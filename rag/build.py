@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rag import index as ix
+from rag.ann import Kind
 from rag.ann import describe as describe_vector_index
 from rag.ann import make_vector_index
 from rag.config import DEFAULT_MODEL_DIR, ModelSettings, Settings
@@ -185,8 +186,10 @@ def _unchanged_report(folder: Path, manifest: dict[str, Any], timings: dict[str,
 # --- building ---------------------------------------------------------------------------------------------
 
 def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corpus_roots: Sequence[Path] = (),
-               cache: Path | None = None, progress: bool = False) -> tuple[ix.Index, int]:
-    """The index in memory (also used by the benchmarks), and how many sentences had to be embedded."""
+               cache: Path | None = None, progress: bool = False,
+               vector_kind: Kind | None = None) -> tuple[ix.Index, int]:
+    """The index in memory (also used by the benchmarks), and how many sentences had to be embedded.
+    `vector_kind` forces a FAISS index type (tests); by default it follows the vector count (rag/ann.py)."""
     from rag.text import Tokenizer
 
     words = book_lexicon(docs, corpus_roots)
@@ -197,12 +200,12 @@ def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corp
     vectors, computed = embed_texts(texts, embedder, cache, progress)
     # Inner product over L2-normalised rows = cosine similarity. A book is a few thousand sentences: exact
     # (flat) search answers in well under a millisecond with no recall loss; HNSW only from ann.HNSW_FROM up.
-    flat = make_vector_index(embedder.dim, len(vectors))
-    flat.add(vectors)
+    vector_index = make_vector_index(embedder.dim, len(vectors), force=vector_kind)
+    vector_index.add(vectors)
     toc = tuple(t for d in docs for t in d.toc)
     info = next((d.info for d in docs if d.info is not None), None)
     table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
-    return ix.Index(tuple(chunks), flat, table, lexical, tokenizer, words, toc, info), computed
+    return ix.Index(tuple(chunks), vector_index, table, lexical, tokenizer, words, toc, info), computed
 
 
 def book_lexicon(documents: Sequence[Document], corpus_roots: Sequence[Path]) -> list[str]:

@@ -43,6 +43,7 @@ FORMAT = 1
 PASSAGE_RECIPE = "sentences/v1"
 LOAD_ATTEMPTS = 3  # reads of a folder that a rebuild keeps swapping, before giving up
 MIN_UNIT_CHARS = 8  # "具体来说：" alone would match every vague question
+NO_DENSE = -1.0  # dense score of a chunk none of whose sentences was returned (the lowest cosine)
 MANIFEST, VECTORS, UNITS, CHUNKS, BOOK, LEXICON, BM25_DIR = (
     "manifest.json", "vectors.faiss", "units.npy", "chunks.json", "book.json", "lexicon.txt", "bm25")
 
@@ -117,11 +118,12 @@ class Index:
         return self.chunks[self._row[chunk_id]]
 
     def dense_scores(self, qvec: np.ndarray) -> np.ndarray:
-        """Per chunk, the cosine of the query with its best sentence (-1 for a chunk without vectors).
+        """Per chunk, the cosine of the query with its best sentence (NO_DENSE for a chunk without one).
 
-        Exact search over every sentence vector: a book has a few thousand at most, so this takes well under
-        a millisecond and every chunk gets a dense score for fusion."""
-        out = np.full(len(self.chunks), -1.0, dtype=np.float32)
+        An exact index searches every sentence vector: a book has a few thousand at most, so this takes well
+        under a millisecond and every chunk gets a dense score for fusion. An HNSW index (rag/ann.py) returns
+        the best HNSW_DEPTH sentences, so only their chunks get a score."""
+        out = np.full(len(self.chunks), NO_DENSE, dtype=np.float32)
         if self._faiss.ntotal:
             query = np.asarray(qvec, dtype=np.float32).reshape(1, -1)
             sims, rows = self._faiss.search(query, search_depth(self._faiss))  # all vectors unless HNSW
@@ -137,7 +139,7 @@ class Index:
     def dense(self, qvec: np.ndarray, n: int) -> list[tuple[int, float]]:
         """Top-n (chunk row, cosine of its best sentence), best first."""
         scores = self.dense_scores(qvec)
-        return [(r, float(scores[r])) for r in top_rows(scores, n, minimum=-1.0)]
+        return [(r, float(scores[r])) for r in top_rows(scores, n, minimum=NO_DENSE)]
 
     def sentence_vectors(self, chunk_id: str) -> tuple[list[tuple[int, int]], np.ndarray]:
         """The embedded sentences of a chunk: (start, end) offsets in its text and their passage vectors
@@ -335,8 +337,13 @@ def _open(folder: Path, manifest: dict[str, Any], settings: Settings) -> Index:
 
 def top_rows(scores: np.ndarray, n: int, minimum: float) -> list[int]:
     """Rows of the n best scores above `minimum`; ties broken by row (results never depend on sort order)."""
+    if n <= 0:
+        return []
     rows = np.flatnonzero(scores > minimum)
-    return [int(r) for r in rows[np.lexsort((rows, -scores[rows]))][:max(n, 0)]]
+    if len(rows) > n:  # a million chunks: sort only those at or above the n-th best score (ties kept)
+        kth = np.partition(scores[rows], len(rows) - n)[len(rows) - n]
+        rows = rows[scores[rows] >= kth]
+    return [int(r) for r in rows[np.lexsort((rows, -scores[rows]))][:n]]
 
 
 # --- (de)serialising the tables -----------------------------------------------------------------------------

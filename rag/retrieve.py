@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.config import AnswerSettings, RetrieveSettings
-from rag.index import top_rows
+from rag.index import NO_DENSE, top_rows
 from rag.query import Query, expand_followup, prepare, usable_history
 from rag.types import Chunk, Hit
 
@@ -39,8 +39,12 @@ def fuse(dense: np.ndarray, lexical: np.ndarray, coverage: float,
     scaled to [0, 1] and trusted in proportion to how much of the question's wording occurs in the book at
     all. Measured on CMRC and the book's questions (bench/RESULTS.md) against RRF: better R@1 and MRR@10 on
     both, same or better R@5; lexical_scale 3 was chosen on half of CMRC and confirmed on the other half.
+
+    `dense` holds NO_DENSE for a chunk that got no dense score (an HNSW index returns only the best
+    HNSW_DEPTH sentences, rag/ann.py). Then mean and spread are taken over the chunks that did, and the others
+    get the lowest of their z-scores: dense alone never lifts them above a candidate, BM25 still counts.
     """
-    dense_top = top_rows(dense, s.candidates, -1.0)
+    dense_top = top_rows(dense, s.candidates, NO_DENSE)
     lexical_top = top_rows(lexical, s.candidates, 0.0)
     if s.fusion == "dense":
         scores = {r: float(dense[r]) for r in dense_top}
@@ -49,11 +53,23 @@ def fuse(dense: np.ndarray, lexical: np.ndarray, coverage: float,
     elif s.fusion == "rrf":
         scores = rrf([dense_top, lexical_top], [s.dense_weight, s.lexical_weight], s.rrf_k)
     else:
-        z = (dense - dense.mean()) / max(float(dense.std()), 1e-6)
+        z = dense_z(dense)
         top = float(lexical.max()) if len(lexical) else 0.0
         boost = s.lexical_scale * coverage / top if top > 0 else 0.0
         scores = {r: float(z[r] + boost * lexical[r]) for r in {*dense_top, *lexical_top}}
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def dense_z(dense: np.ndarray) -> np.ndarray:
+    """z-scores of the dense scores over the chunks that have one; the rest get the lowest of them."""
+    scored = np.flatnonzero(dense > NO_DENSE)
+    if len(scored) in (0, len(dense)):  # exact search scores every chunk (and an empty index none)
+        return (dense - dense.mean()) / max(float(dense.std()), 1e-6)
+    found = dense[scored]
+    found = (found - found.mean()) / max(float(found.std()), 1e-6)
+    z = np.full(len(dense), found.min(), dtype=found.dtype)
+    z[scored] = found
+    return z
 
 
 def covered(chunk: Chunk, by: Chunk) -> float:

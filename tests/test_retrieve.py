@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from rag import ann
 from rag.errors import InputError
 from rag.evaluate import load_questions, retrieval
+from rag.index import NO_DENSE, top_rows
+from rag.retrieve import Retriever, dense_z, fuse
 
 
 def test_evidence_is_in_the_top_5_for_95_percent_of_answerable_questions(pipeline) -> None:
@@ -54,3 +58,92 @@ def test_traditional_and_noisy_input_find_the_same_passage(pipeline) -> None:
 def test_empty_questions_are_refused_before_retrieval(pipeline, question: str) -> None:
     with pytest.raises(InputError):
         pipeline.search(question)
+
+
+# --- fusion when only some chunks have a dense score (HNSW) -------------------------------------------------
+
+FUSION_QUESTIONS = ["什么是党的群众工作？", "这本书的主编是谁？", "网络群工是第几章？", "群众工作有哪些作用？",
+                    "新时期群众工作面临哪些挑战", "红烧肉怎么做？"]
+
+
+def _top(scores: np.ndarray, n: int, minimum: float) -> list[int]:
+    """top_rows as the figures were measured with: every row above `minimum` sorted (score, then row)."""
+    rows = np.flatnonzero(scores > minimum)
+    return [int(r) for r in rows[np.lexsort((rows, -scores[rows]))][:n]]
+
+
+def test_top_rows_sorts_only_the_best_and_keeps_ties_in_row_order() -> None:
+    rng = np.random.default_rng(3)
+    for size, n in ((0, 5), (10, 0), (10, 50), (1000, 50), (100_000, 50)):
+        scores = rng.integers(-3, 20, size).astype(np.float32)  # many ties, many rows at the minimum
+        assert top_rows(scores, n, 0.0) == _top(scores, n, 0.0)
+        assert top_rows(scores, n, -1.0) == _top(scores, n, -1.0)
+
+
+def test_exact_index_fusion_is_the_z_score_over_every_chunk(pipeline, embedder, built) -> None:
+    """The shipped book (flat index): every chunk has a dense score, and the fused scores are exactly those
+    of the formula the book and CMRC figures were measured with."""
+    index = pipeline.index
+    for text, qvec in zip(FUSION_QUESTIONS, embedder.encode_queries(FUSION_QUESTIONS)):
+        dense = index.dense_scores(qvec)
+        lexical, coverage = index.lexical_query(text)
+        assert (dense > NO_DENSE).all()
+        z = (dense - dense.mean()) / max(float(dense.std()), 1e-6)
+        top = float(lexical.max())
+        boost = built.retrieve.lexical_scale * coverage / top if top > 0 else 0.0
+        rows = {*_top(dense, built.retrieve.candidates, -1.0), *_top(lexical, built.retrieve.candidates, 0.0)}
+        want = sorted(((int(r), float(z[r] + boost * lexical[r])) for r in rows), key=lambda x: (-x[1], x[0]))
+        assert fuse(dense, lexical, coverage, built.retrieve) == want
+
+
+@pytest.fixture(scope="module")
+def hnsw_book(built, embedder):
+    """The book's real index with its sentence vectors in HNSW instead of the exact index."""
+    from rag.build import HAND_LEXICON, make_index
+    from rag.chunk import chunk_corpus
+    from rag.ingest import load_corpus
+
+    docs = [d for d in load_corpus(list(built.corpus)).documents if d.source != HAND_LEXICON]
+    cache = built.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
+    index, _ = make_index(docs, chunk_corpus(docs, built.chunk), embedder, built.corpus, cache,
+                          vector_kind="hnsw")
+    assert ann.describe(index.vector_index)["type"] == "hnsw"
+    return index
+
+
+@pytest.fixture
+def shallow(monkeypatch) -> int:
+    """HNSW returns the best HNSW_DEPTH sentences; 20 of the book's ~200 stand for 1000 of a million."""
+    monkeypatch.setattr(ann, "HNSW_DEPTH", 20)
+    return 20
+
+
+def test_hnsw_fusion_takes_mean_and_spread_over_the_dense_candidates_only(hnsw_book, embedder,
+                                                                          shallow) -> None:
+    qvec = embedder.encode_queries(["网络群众工作怎么开展？"])[0]
+    dense = hnsw_book.dense_scores(qvec)
+    scored = dense > NO_DENSE
+    assert 0 < scored.sum() < len(dense)  # at most 20 sentences came back: some chunks have no dense score
+    z = dense_z(dense)
+    found = dense[scored]
+    assert np.allclose(z[scored], (found - found.mean()) / found.std(), atol=1e-5)
+    assert (z[~scored] == z[scored].min()).all()  # dense alone never lifts a non-candidate above a candidate
+    many = np.concatenate([dense, np.full(100_000, NO_DENSE, dtype=np.float32)])  # a bigger corpus around
+    assert np.array_equal(dense_z(many)[:len(dense)], z)
+    # The old formula (over all chunks) squeezed the candidates together: their spread was lost to the gap.
+    old = (dense - dense.mean()) / dense.std()
+    assert np.ptp(old[scored]) < 0.5 * np.ptp(z[scored])
+
+
+def test_a_strong_bm25_match_without_a_dense_score_still_ranks(hnsw_book, embedder, built, shallow) -> None:
+    """The dense side is given a vector of another question, so the 版权页 (the BM25 match) is no dense
+    candidate; its BM25 score alone must still bring it into the top 3."""
+    text = "这本书的主编是谁？"
+    qvec = embedder.encode_queries(["网络群众工作怎么开展？"])[0]
+    dense = hnsw_book.dense_scores(qvec)
+    lexical, _ = hnsw_book.lexical_query(text)
+    front = int(np.argmax(lexical))
+    assert hnsw_book.chunks[front].kind == "front" and dense[front] == NO_DENSE
+    hits = Retriever(hnsw_book, embedder, built.retrieve).search_query(text, k=3, qvec=qvec)
+    (hit,) = [h for h in hits if h.chunk.id == hnsw_book.chunks[front].id]
+    assert hit.dense_score == NO_DENSE and hit.lexical_score > 0
