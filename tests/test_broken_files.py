@@ -236,7 +236,7 @@ def test_a_build_failing_half_way_leaves_the_previous_index_intact_and_in_use(
 
     from rag.__main__ import main
 
-    code = main(["build", "--index", str(sibling), "--quiet"])  # through the CLI, as a user would
+    code = main(["build", "--index", str(sibling), "--quiet", "--force"])  # through the CLI, as a user would
     err = capsys.readouterr().err
     if expected is KeyboardInterrupt:
         assert code == 130 and "已中断" in err
