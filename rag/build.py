@@ -138,9 +138,9 @@ def planned_fingerprint(model: ModelSettings) -> str | None:
     """The fingerprint load_embedder(model) would give, without loading the model: for the ONNX backends of
     the default model, from its fingerprint stamp and the ONNX receipt (as rag/embed.py:_load_onnx forms it).
     None when that takes a load (torch backend, another model, ONNX files missing or from other weights)."""
-    from rag.embed import model_fingerprint, resolve_backend
+    from rag.embed import model_fingerprint, onnx_fingerprint, resolve_backend
     from rag.model import ensure_default_model
-    from rag.onnx_model import EXPORT_VERSION, FILES, onnx_dir, read_receipt, unchanged
+    from rag.onnx_model import EXPORT_VERSION, FILES, needed_files, onnx_dir, read_receipt, unchanged
 
     backend = resolve_backend(model)
     if backend not in FILES or Path(model.name).expanduser().resolve() != DEFAULT_MODEL_DIR.resolve():
@@ -152,13 +152,9 @@ def planned_fingerprint(model: ModelSettings) -> str | None:
     if receipt.get("source_fingerprint") != source or receipt.get("export_version") != EXPORT_VERSION:
         return None
     files = receipt.get("files") or {}
-    needed = ["onnx"] if backend == "onnx" else ["onnx", backend]
-    if not all(name in files and unchanged(folder / FILES[name], files[name]) for name in needed):
+    if not all(n in files and unchanged(folder / FILES[n], files[n]) for n in needed_files(backend)):
         return None
-    recipe = f"{backend}\0{source}\0{files[backend]['sha256']}"
-    if backend == "onnx-int8":
-        recipe += "\0one-per-run"
-    return hashlib.sha256(recipe.encode()).hexdigest()
+    return onnx_fingerprint(backend, source, files[backend]["sha256"])
 
 
 def code_checksum() -> str:

@@ -156,11 +156,16 @@ def _load_onnx(settings: ModelSettings, path: Path | None, backend: str) -> Embe
         raise ModelError(f"推理后端 {backend} 只支持默认模型，{settings.name} 请使用 RAG_BACKEND=torch（或 auto）。")
     source = model_fingerprint(path)
     onnx_file, sha256, _ = provision_onnx(path, source, backend)
-    quantised = backend == "onnx-int8"  # encoded one text per run (rag/onnx_model.py): vectors per text
-    recipe = f"{backend}\0{source}\0{sha256}" + ("\0one-per-run" if quantised else "")
-    fingerprint = hashlib.sha256(recipe.encode()).hexdigest()
-    return Embedder(OnnxEncoder(path, onnx_file, one_per_run=quantised), settings.name, fingerprint,
-                    settings.batch_size, backend)
+    encoder = OnnxEncoder(path, onnx_file, one_per_run=backend == "onnx-int8")
+    return Embedder(encoder, settings.name, onnx_fingerprint(backend, source, sha256), settings.batch_size,
+                    backend)
+
+
+def onnx_fingerprint(backend: str, source: str, onnx_sha256: str) -> str:
+    """What an index records for vectors of an ONNX backend: the backend, the source weights' fingerprint and
+    the graph file's sha256; int8 also says its texts are encoded one per run (rag/onnx_model.py)."""
+    recipe = f"{backend}\0{source}\0{onnx_sha256}" + ("\0one-per-run" if backend == "onnx-int8" else "")
+    return hashlib.sha256(recipe.encode()).hexdigest()
 
 
 def _local_dir(name: str) -> Path | None:

@@ -87,7 +87,7 @@ def provision_onnx(model_dir: Path, source_fingerprint: str, backend: str = "onn
             receipt = {**mine, "files": {}}
         files = receipt.setdefault("files", {})
         made = False
-        for name in _needed(backend):
+        for name in needed_files(backend):
             path = folder / FILES[name]
             if force or name not in files or not unchanged(path, files[name]):
                 (_export if name == "onnx" else _quantize)(model_dir, folder)
@@ -99,7 +99,7 @@ def provision_onnx(model_dir: Path, source_fingerprint: str, backend: str = "onn
         return folder / FILES[backend], files[backend]["sha256"], made
 
 
-def _needed(backend: str) -> list[str]:
+def needed_files(backend: str) -> list[str]:
     if backend not in FILES:
         raise ModelError(f"未知的推理后端 {backend!r}：可选 torch、onnx、onnx-int8（RAG_BACKEND）。")
     return ["onnx"] if backend == "onnx" else ["onnx", backend]
