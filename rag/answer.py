@@ -20,7 +20,7 @@ from rag.config import Settings
 from rag.direct import BookFacts
 from rag.errors import LLMError
 from rag.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
-                         coverage, list_items, question_terms)
+                         coverage_of, list_items, question_terms)
 from rag.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
 from rag.query import Query, prepare, usable_history
 from rag.text import is_cjk
@@ -158,6 +158,7 @@ class Answerer:
         wants = answer_type(own or text)
         quoted = [squeeze(m)[0] for m in re.findall(r"[“「\"]([^”」\"]{1,12})[”」\"]", own or text)]
         vectors = self.store.vectors([h.chunk for h in hits])
+        covers = coverage_of(self.store, qterms)
         scored: list[Scored] = []
         for h in hits:
             spans = self.store.spans(h.chunk)
@@ -167,7 +168,7 @@ class Answerer:
                 if s.text.rstrip().endswith(("？", "?")):
                     continue  # the book's own rhetorical questions answer nothing
                 dense = float(vectors[h.chunk.id][i] @ qvec)
-                cov = coverage(self.store, qterms, self.store.terms(s))
+                cov = covers(self.store.terms(s))
                 enumerates = W_LIST + W_ITEM * (min(items[i], MAX_ITEMS) - 3) if items[i] >= 3 else 0.0
                 bonus = (enumerates + (W_TYPE if wants(s.text) else 0.0)
                          + (W_QUOTE if quoted and all(t in squeeze(s.text)[0] for t in quoted) else 0.0))
@@ -180,11 +181,12 @@ class Answerer:
         sentence-level lexical search over the book, for answers retrieval ranked too low)."""
         pool = [h for h in hits if h.chunk.kind not in ("toc", "front")]
         have = {h.chunk.id for h in pool}
+        covers = coverage_of(self.store, qterms)
         extra: list[tuple[float, Hit]] = []
         for c in self.index.chunks:
             if c.id in have or c.kind in ("toc", "front"):
                 continue
-            best = max((coverage(self.store, qterms, self.store.terms(Sentence(c, a, b, 0, 0.0)))
+            best = max((covers(self.store.terms(Sentence(c, a, b, 0, 0.0)))
                         for a, b in self.store.spans(c)), default=0.0)
             if best >= POOL_COVERAGE:
                 extra.append((best, Hit(c, 0.0, len(hits) + 1)))

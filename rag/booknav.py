@@ -10,6 +10,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, Sequence
 
 from rag.cite import bigrams, squeeze
@@ -187,7 +188,7 @@ def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapte
                 balanced: bool = False) -> Topic | None:
     """The 目录 row whose title best covers the question's topic (IDF-weighted char bigrams), if good enough;
     `balanced` also asks the title to be about little else (for refusal pointers)."""
-    rows = [e for e in toc if e.title]
+    rows = tuple(e for e in toc if e.title)
     if not rows:
         return None
     for term in _quoted_terms(question, rows):
@@ -198,9 +199,9 @@ def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapte
     grams = _grams(term)
     if not grams:
         return None
-    titles = [_grams(e.title) for e in rows]
-    n = len(rows) + 1
-    idf = {g: math.log(n / (1 + sum(g in t for t in titles))) + 0.1 for g in grams.union(*titles)}
+    titles, title_idf = _title_grams(rows)
+    unseen = math.log(len(rows) + 1) + 0.1  # the IDF of a bigram no title has
+    idf = {**{g: unseen for g in grams}, **title_idf}
     scored = [(_match(grams, t, idf, balanced), e) for t, e in zip(titles, rows)]
     best = max(s for s, _ in scored)
     if best < min_score:
@@ -214,6 +215,13 @@ def _quoted_terms(question: str, rows: Sequence[TocEntry]) -> list[str]:
     flat = squeeze(question)[0]
     named = [m.group(1) for e in rows for m in _QUOTED.finditer(e.title) if squeeze(m.group(1))[0] in flat]
     return asked + named
+
+
+@lru_cache(maxsize=8)  # one 目录 per book: its bigrams and their IDF are the same for every question
+def _title_grams(rows: tuple[TocEntry, ...]) -> tuple[list[set[str]], dict[str, float]]:
+    titles = [_grams(e.title) for e in rows]
+    n = len(rows) + 1
+    return titles, {g: math.log(n / (1 + sum(g in t for t in titles))) + 0.1 for g in set().union(*titles)}
 
 
 def _grams(text: str) -> set[str]:

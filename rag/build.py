@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -188,12 +189,20 @@ def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corp
     `vector_kind` forces a FAISS index type (tests); by default it follows the vector count (rag/ann.py)."""
     from rag.text import Tokenizer
 
-    words = book_lexicon(docs, corpus_roots)
-    tokenizer = Tokenizer(words)
-    lexical = Lexical.build([ix.passage_text(c) for c in chunks], tokenizer)
-    units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
-    texts = [chunks[row].text[a:b] for row, a, b in units]
-    vectors, computed = embed_texts(texts, embedder, cache, progress)
+    def lexical_side() -> tuple[list[str], Tokenizer, Lexical]:
+        words = book_lexicon(docs, corpus_roots)
+        tokenizer = Tokenizer(words)
+        return words, tokenizer, Lexical.build([ix.passage_text(c) for c in chunks], tokenizer)
+
+    # The lexical side (jieba's dictionary, BM25) is pure Python while the encoder spends its time in ONNX
+    # Runtime / torch with the GIL released: run both at once (measured: the build costs the encoding plus
+    # ≈ 0.1 s instead of plus the ≈ 0.5–1 s of the lexical side; bench/RESULTS.md, Performance).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-lexical") as pool:
+        lexical_job = pool.submit(lexical_side)
+        units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
+        texts = [chunks[row].text[a:b] for row, a, b in units]
+        vectors, computed = embed_texts(texts, embedder, cache, progress)
+        words, tokenizer, lexical = lexical_job.result()  # re-raises the lexical side's error, if any
     # Inner product over L2-normalised rows = cosine similarity. A book is a few thousand sentences: exact
     # (flat) search answers in well under a millisecond with no recall loss; HNSW only from ann.HNSW_FROM up.
     vector_index = make_vector_index(embedder.dim, len(vectors), force=vector_kind)

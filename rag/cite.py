@@ -8,29 +8,26 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from rag.types import Chunk, Citation
 
-_SPACE = re.compile(r"\s")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 
 
+@lru_cache(maxsize=None)  # one entry per distinct character seen
 def _fold(ch: str) -> str:
     """One char → one comparable char (full-width → half-width, lower case); keeps offsets one to one."""
     folded = unicodedata.normalize("NFKC", ch)
     return folded.lower() if len(folded) == 1 else ch
 
 
-def squeeze(text: str) -> tuple[str, list[int]]:
+@lru_cache(maxsize=16384)  # the same chunk texts and 目录 titles are squeezed for every question
+def squeeze(text: str) -> tuple[str, tuple[int, ...]]:
     """`text` folded and without whitespace, plus the offset in `text` of every kept char."""
-    kept: list[str] = []
-    where: list[int] = []
-    for i, ch in enumerate(text):
-        if not _SPACE.match(ch):
-            kept.append(_fold(ch))
-            where.append(i)
-    return "".join(kept), where
+    where = tuple(i for i, ch in enumerate(text) if not ch.isspace())
+    return "".join([_fold(text[i]) for i in where]), where
 
 
 def find_span(text: str, target: str, start: int = 0) -> tuple[int, int] | None:

@@ -11,7 +11,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -169,8 +169,16 @@ def question_terms(tokenizer, question: str) -> frozenset[str]:
 
 def coverage(store: SentenceStore, qterms: frozenset[str], have: frozenset[str]) -> float:
     """IDF-weighted share of the question's terms found in a sentence (0..1)."""
-    total = sum(store.weight(t) for t in qterms)
-    return sum(store.weight(t) for t in qterms & have) / total if total else 0.0
+    return coverage_of(store, qterms)(have)
+
+
+def coverage_of(store: SentenceStore, qterms: frozenset[str]) -> Callable[[frozenset[str]], float]:
+    """`coverage` with the question's term weights looked up once, for scoring many sentences."""
+    weights = {t: store.weight(t) for t in qterms}
+    total = sum(weights.values())
+    if not total:
+        return lambda have: 0.0
+    return lambda have: sum(weights[t] for t in qterms & have) / total
 
 
 def near_duplicate(a: str, b: str) -> bool:
