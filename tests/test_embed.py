@@ -228,3 +228,44 @@ def test_unusable_model_names_raise_model_error(tmp_path: Path) -> None:
         load_embedder(ModelSettings(name=str(tmp_path / "missing")))
     with pytest.raises(ModelError, match="modules.json"):
         load_embedder(ModelSettings(name=str(tmp_path)))
+
+
+def test_core_tokenizer_gives_tokenizer_json_ids_and_loads_the_full_one_only_when_needed(tmp_path) -> None:
+    """The 120k-piece core vocabulary (rag/onnx_model.py CoreTokenizer) must give exactly the ids of the full
+    tokenizer.json: on every line of the book, CMRC texts and odd ones; texts in other scripts fall back."""
+    from tokenizers import Tokenizer
+
+    from rag.onnx_model import CoreTokenizer
+
+    cmrc_file = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"  # CMRC 2018 (CC BY-SA 4.0), if here
+    cmrc = json.loads(cmrc_file.read_text(encoding="utf-8"))["data"] if cmrc_file.is_file() else []
+    texts = BOOK.splitlines() + [BOOK[:3000]] + VARIED + [
+        p["context"] for a in cmrc[:40] for p in a["paragraphs"]] + [
+        "末尾空格 ", "全角ＡＢＣ\u3000空格", "多个   空格", "x <mask> y", "<s>开头", "Ünïcödé café", "龘靐齉 𠀀",
+        "\u200b零宽", "①②③ ™ © ®", "ｶﾀｶﾅ", ""]
+    texts = [p + t for t in texts for p in ("query: ", "passage: ")]
+    full = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    core = CoreTokenizer(DEFAULT_MODEL_DIR / "tokenizer.json", tmp_path)  # derives its cache here
+    assert len(core.ids) < 0.5 * full.get_vocab_size()
+    assert core.encode_batch(texts) == [e.ids for e in full.encode_batch(texts)]
+    assert core._full is None  # all of these are core texts
+    others = ["Привет мир", "مرحبا بالعالم", "😀 群众", "한국어 群众工作", "ελληνικά"]
+    assert core.encode_batch(others) == [e.ids for e in full.encode_batch(others)]
+    assert core._full is not None
+    again = CoreTokenizer(DEFAULT_MODEL_DIR / "tokenizer.json", tmp_path)  # from the cache
+    assert again.encode_batch(texts[:50]) == core.encode_batch(texts[:50])
+
+
+def test_core_tokenizer_cache_is_derived_again_when_broken_or_stale(tmp_path) -> None:
+    from rag.onnx_model import CoreTokenizer
+
+    source = tmp_path / "tokenizer.json"
+    source.write_bytes((DEFAULT_MODEL_DIR / "tokenizer.json").read_bytes())
+    cache = tmp_path / "cache"
+    expected = CoreTokenizer(source, cache).encode_batch(["群众工作的核心是什么？"])
+    (cache / "tokenizer-core.json").write_text("{broken", encoding="utf-8")
+    assert CoreTokenizer(source, cache).encode_batch(["群众工作的核心是什么？"]) == expected
+    key = json.loads((cache / "tokenizer-core.key.json").read_text(encoding="utf-8"))
+    source.touch()  # an edited tokenizer.json (new mtime): the key no longer matches
+    CoreTokenizer(source, cache)
+    assert json.loads((cache / "tokenizer-core.key.json").read_text(encoding="utf-8")) != key
