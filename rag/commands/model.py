@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 def export(model_dir: Path, backend: str, force: bool) -> None:
     from rag.embed import model_fingerprint
-    from rag.onnx_model import provision_onnx
+    from rag.onnx_model import CoreTokenizer, onnx_dir, provision_onnx
 
     start = time.perf_counter()
     path, _, made = provision_onnx(model_dir, model_fingerprint(model_dir), backend, force=force)
@@ -46,3 +46,4 @@ def export(model_dir: Path, backend: str, force: bool) -> None:
         print(f"已导出 ONNX 模型（{backend}，{time.perf_counter() - start:.1f} 秒）：{path}")
     else:
         print(f"ONNX 模型已是最新，无需导出：{path}")
+    CoreTokenizer(model_dir / "tokenizer.json", onnx_dir(model_dir))  # derives its cached vocabulary once
