@@ -21,16 +21,16 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rag.commands.serve import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "tests" / "data" / "questions.jsonl"
@@ -65,12 +65,6 @@ def questions() -> list[str]:
 # --- the running page ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -79,18 +73,15 @@ def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL)
 
 
-def wait_healthy(port: int, server: subprocess.Popen, timeout_s: float = 120.0) -> float:
+def ready_after(port: int, server: subprocess.Popen, timeout_s: float = 120.0) -> float:
     start = time.perf_counter()
-    while time.perf_counter() - start < timeout_s:
-        if server.poll() is not None:
-            raise SystemExit(f"streamlit exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return time.perf_counter() - start
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("streamlit did not become healthy")
+    try:
+        healthy = wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", timeout_s, server)
+    except RuntimeError:
+        raise SystemExit(f"streamlit exited: {server.stderr.read().decode()[-2000:]}") from None
+    if not healthy:
+        raise SystemExit("streamlit did not become healthy")
+    return time.perf_counter() - start
 
 
 class PageSession:
@@ -204,7 +195,7 @@ def page_part(args: argparse.Namespace, qs: list[str]) -> dict[str, object]:
     env["RAG_FEEDBACK_PATH"] = str(Path(args.index).parent / "feedback.jsonl")
     server = start_server(port, env)
     try:
-        ready = wait_healthy(port, server)
+        ready = ready_after(port, server)
         first = asyncio.run(first_visit(port))  # the Pipeline loads for the first visitor, as in production
         stats = asyncio.run(drive_page(port, args.sessions, args.duration, qs))
     finally:

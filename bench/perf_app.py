@@ -17,35 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 from bench.common import ROOT, load, questions, rss_mb
+from rag.commands.serve import free_port, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str, proc: subprocess.Popen, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def _ask(page, question: str, turns: int) -> None:
@@ -64,7 +44,7 @@ def server_figures(n_questions: int, launcher: str = "serve") -> dict:
 
     qs = [q for q, h in questions() if not h]
     qs = (qs * (n_questions // len(qs) + 1))[:n_questions]
-    port = _port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"HF_HUB_OFFLINE": "1"}
     cmd = ([sys.executable, "-m", "rag", "serve", "--port", str(port)] if launcher == "serve" else
            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
@@ -75,7 +55,8 @@ def server_figures(n_questions: int, launcher: str = "serve") -> dict:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            _healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, start + 300)
+            if not wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", 300, proc):
+                raise TimeoutError("streamlit not healthy after 300 s")
             healthy = time.monotonic() - start
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from rag.commands.serve import free_port, wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -28,30 +27,10 @@ PAGE_LABEL = re.compile(r"(约)?第\d+(–\d+)?页")
 XSS = "<script>alert(1)</script> 和 <img src=x onerror=alert(1)> 是什么意思？"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout:.0f}s")
-
-
 @pytest.fixture(scope="module")
 def server(built, tmp_path_factory: pytest.TempPathFactory):
     """The page as users get it, on the session's real index; stopped (its own process group) afterwards."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("browser") / "streamlit.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(RAG_INDEX_DIR=str(built.index_dir), RAG_FEEDBACK_PATH=str(log.with_name("feedback.jsonl")),
@@ -61,7 +40,8 @@ def server(built, tmp_path_factory: pytest.TempPathFactory):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        if not wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", 180, proc):
+            raise TimeoutError("streamlit not healthy after 180 s")
         yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -24,21 +26,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8501, help="端口（默认 8501）")
 
 
-def wait_until_serving(address: str, port: int, timeout: float = 60.0) -> None:
+def health_url(address: str, port: int) -> str:
     host = "127.0.0.1" if address in ("0.0.0.0", "::", "") else address
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/_stcore/health"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/_stcore/health"
+
+
+def wait_healthy(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> bool:
+    """True as soon as Streamlit's health check at `url` answers "ok", False after `timeout` seconds; with
+    `proc` (a server started by the caller), RuntimeError if that process ends first. Also used by the
+    browser test and the benchmarks that start servers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=2) as r:
                 if r.read().strip() == b"ok":
-                    return
+                    return True
         except OSError:
             time.sleep(0.05)
+    return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def preload(address: str, port: int) -> None:
-    wait_until_serving(address, port)  # then load; if the check never answers, load anyway
+    wait_healthy(health_url(address, port))  # then load; if the check never answers, load anyway
     from rag.config import Settings
     from rag.errors import RagError
     from rag.index import manifest_stamp
