@@ -192,7 +192,8 @@ class Tokenizer:
 
 _BASE: tuple[dict[str, int], int] | None = None
 _BASE_LOCK = threading.Lock()
-BASE_FORMAT = 1
+BASE_FORMAT = 2
+BASE_PARTS = 32
 
 
 def base_dictionary(cache_dir: Path | None = None) -> tuple[dict[str, int], int]:
@@ -228,13 +229,19 @@ def _read_base(path: Path, stamp: dict[str, object]) -> tuple[dict[str, int], in
         gc.disable()  # half a million small objects: collection passes during the load would cost more
         try:
             with path.open("rb") as fh:
-                saved, freq, total = pickle.load(fh)
+                saved, total, parts = pickle.load(fh)
+                if saved != stamp or not isinstance(total, int) or not isinstance(parts, int):
+                    return None
+                freq: dict[str, int] = {}
+                for _ in range(parts):  # in parts: other threads (the encoder in a build) get the GIL between
+                    part = pickle.load(fh)
+                    if not isinstance(part, dict):
+                        return None
+                    freq.update(part)
         finally:
             if enabled:
                 gc.enable()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
-        return None
-    if saved != stamp or not isinstance(freq, dict) or not isinstance(total, int):
         return None
     return freq, total
 
@@ -245,8 +252,12 @@ def _make_base(folder: Path, stamp: dict[str, object]) -> tuple[dict[str, int], 
     loader.initialize()
     tmp = folder / f".jieba-base.{os.getpid()}.{threading.get_ident()}"
     try:
+        words = list(loader.FREQ.items())
+        size = -(-len(words) // BASE_PARTS)
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-            pickle.dump((stamp, loader.FREQ, loader.total), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((stamp, loader.total, BASE_PARTS), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            for i in range(BASE_PARTS):
+                pickle.dump(dict(words[i * size:(i + 1) * size]), fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, folder / "jieba-base.pickle")
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only cache folder: next process reads jieba's own cache again
