@@ -41,7 +41,8 @@ def query_section(q: dict) -> list[str]:
               "| chunks/s | unchanged rebuild |", "|---|---|---|---|---|---|---|---|---|",
               f"| {b['reading_s']:.2f} s | {b['chunking_s']:.2f} s | {b['embedding_s']:.1f} s | "
               f"{b['indexing_s']:.1f} s | {b['total_s']:.1f} s | {b['floor_s']:.1f} s | "
-              f"{b['total_s'] / b['floor_s']:.2f} | {b['chunks'] / b['total_s']:.1f} | "
+              f"{b['total_s'] / b['floor_s']:.2f} (rounds: {', '.join(map(str, b['ratios']))}) | "
+              f"{b['chunks'] / b['total_s']:.1f} | "
               f"{b['unchanged_s']:.2f} s in process ({b['unchanged_encoded']} encoded; "
               f"stages {b['unchanged_timings']}); `python -m rag build` process "
               f"{b['unchanged_cli_s']:.2f} s{'' if b['unchanged_cli_ok'] else ' (FAILED)'} |",
