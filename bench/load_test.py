@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.commands.serve import free_port, wait_healthy
+from rag.commands.serve import free_port, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "tests" / "data" / "questions.jsonl"
@@ -199,11 +199,7 @@ def page_part(args: argparse.Namespace, qs: list[str]) -> dict[str, object]:
         first = asyncio.run(first_visit(port))  # the Pipeline loads for the first visitor, as in production
         stats = asyncio.run(drive_page(port, args.sessions, args.duration, qs))
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
     return {"server_ready_s": round(ready, 2), "first_page_load_s": round(first, 2), **stats.summary(),
             "users": args.sessions, "duration_s": args.duration}
 

@@ -22,7 +22,7 @@ import sys
 import time
 
 from bench.common import ROOT, load, questions, rss_mb
-from rag.commands.serve import free_port, wait_healthy
+from rag.commands.serve import free_port, stop, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
@@ -73,11 +73,7 @@ def server_figures(n_questions: int, launcher: str = "serve") -> dict:
             per_question = (time.monotonic() - t) / max(1, len(qs) - 1)
             rss_after = rss_mb(proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
             browser.close()
     return {"healthy_s": healthy, "first_answer_s": first, "rss_first_mb": rss_first,
             "questions": len(qs), "rss_after_mb": rss_after, "page_s_per_question": per_question}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.commands.serve import free_port, wait_healthy
+from rag.commands.serve import free_port, stop, wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -44,12 +44,7 @@ def server(built, tmp_path_factory: pytest.TempPathFactory):
             raise TimeoutError("streamlit not healthy after 180 s")
         yield f"http://127.0.0.1:{port}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if proc.returncode not in (0, -15):
             print(log.read_text("utf-8", errors="replace")[-3000:])
 

@@ -48,6 +48,16 @@ def wait_healthy(url: str, timeout: float = 60.0, proc: subprocess.Popen | None 
     return False
 
 
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Stop a server the caller started: SIGTERM, then SIGKILL after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
