@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Sequence
 
+from rag.book import CN_NUM
 from rag.cite import bigrams, squeeze
 from rag.types import Chunk, TocEntry
 
 _CN_VALUE = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_NUM = r"([0-9]+|[零〇一二两三四五六七八九十百]+)"
+_NUM = rf"([0-9]+|[{CN_NUM}]+)"  # the 目录's chapter numerals (rag/book.py)
 CHAPTER_REF = re.compile(rf"第{_NUM}章")
 SECTION_REF = re.compile(rf"第{_NUM}节")
 PAGE_REF = re.compile(rf"第{_NUM}页")
