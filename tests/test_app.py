@@ -24,7 +24,10 @@ from rag.query import EMPTY_MESSAGE
 from rag.render import Turn
 from rag.types import Answer, Chunk, Citation, TocEntry
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+from pages import APP, point_page_at
+from pages import ask as _ask
+from pages import open_page as _page
+
 PAGE = re.compile(r"(约)?第\d+(–\d+)?页|版权页|目录|序言|封面")
 
 
@@ -205,24 +208,8 @@ def feedback_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def page_env(built, feedback_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The page reads Settings.from_env(): point it at the session's real index, with no LLM configured."""
-    for name in ("RAG_CORPUS", "RAG_MODEL", "RAG_LLM_BASE_URL", "RAG_LLM_MODEL", "RAG_LLM_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAG_INDEX_DIR", str(built.index_dir))
-    monkeypatch.setenv("RAG_FEEDBACK_PATH", str(feedback_path))
+    point_page_at(monkeypatch, built.index_dir, feedback_path)
     return built
-
-
-def _page() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _ask(at: AppTest, question: str) -> AppTest:
-    at.chat_input[0].set_value(question).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _turns(at: AppTest) -> list[Turn]:

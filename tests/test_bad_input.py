@@ -27,7 +27,8 @@ from rag.errors import InputError
 from rag.llm import leaked
 from rag.query import EMPTY_MESSAGE, NO_WORDS_MESSAGE, prepare
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+from pages import APP, open_page, point_page_at
+from pages import ask as _ask
 BLANK = ["", " \u3000\u3000 ", "\t\t", "\n\r\n", "\u200b\u200d\ufeff\u2060", "\x1b[2J\x1b[H",
          "\x00\x07 \u3000"]
 SAY_MORE = ["😀😀😀", "👍🏻🇨🇳", "？？？！！", "……——", "。", "党", " 党？ ", "a"]
@@ -204,20 +205,8 @@ def test_cli_strips_noise_and_names_a_shortened_paste(built, pipeline, capsys) -
 
 @pytest.fixture
 def page(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    for name in ("RAG_CORPUS", "RAG_MODEL", "RAG_LLM_BASE_URL", "RAG_LLM_MODEL", "RAG_LLM_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAG_INDEX_DIR", str(built.index_dir))
-    monkeypatch.setenv("RAG_FEEDBACK_PATH", str(tmp_path / "feedback.jsonl"))
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _ask(at: AppTest, question: str) -> AppTest:
-    at.chat_input[0].set_value(question).run()
-    assert not at.exception, at.exception
-    return at
+    point_page_at(monkeypatch, built.index_dir, tmp_path / "feedback.jsonl")
+    return open_page()
 
 
 def _texts(at: AppTest) -> list[str]:

@@ -19,14 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from rag import render
 from rag.errors import BuildError, CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from rag.index import build_index
 from rag.pipeline import Pipeline
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+from pages import point_page_at
+from pages import open_page as _page
 QUESTION = "群众工作的核心是什么？"
 
 
@@ -55,18 +55,8 @@ def sibling(built, request) -> Path:
 
 @pytest.fixture
 def page_env(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    for name in ("RAG_CORPUS", "RAG_MODEL", "RAG_LLM_BASE_URL", "RAG_LLM_MODEL", "RAG_LLM_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAG_INDEX_DIR", str(built.index_dir))
-    monkeypatch.setenv("RAG_FEEDBACK_PATH", str(tmp_path / "feedback.jsonl"))
+    point_page_at(monkeypatch, built.index_dir, tmp_path / "feedback.jsonl")
     return monkeypatch
-
-
-def _page() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=180)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 # --- damaged, mismatched and stale indexes ------------------------------------------------------------------
