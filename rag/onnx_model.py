@@ -326,7 +326,7 @@ def _core_vocabulary(path: Path, cache_dir: Path):
     try:
         if json.loads(files["key.json"].read_text(encoding="utf-8")) == key:
             return Tokenizer.from_file(str(files["json"])), np.load(files["ids.npy"], allow_pickle=False)
-    except (OSError, ValueError, Exception):  # noqa: BLE001 — tokenizers raises plain Exception on bad JSON
+    except Exception:  # noqa: BLE001 — unreadable files, bad JSON (tokenizers raises plain Exception): derive again
         pass
     full = json.loads(path.read_text(encoding="utf-8"))
     vocab = full["model"]["vocab"]
