@@ -326,7 +326,7 @@ def _core_vocabulary(path: Path, cache_dir: Path):
     try:
         if json.loads(files["key.json"].read_text(encoding="utf-8")) == key:
             return Tokenizer.from_file(str(files["json"])), np.load(files["ids.npy"], allow_pickle=False)
-    except Exception:  # noqa: BLE001 — unreadable files, bad JSON (tokenizers raises plain Exception): derive again
+    except Exception:  # noqa: BLE001 — unreadable or bad files (tokenizers raises plain Exception)
         pass
     full = json.loads(path.read_text(encoding="utf-8"))
     vocab = full["model"]["vocab"]
