@@ -19,9 +19,9 @@ offline_environment()  # before anything imports huggingface_hub / transformers:
 
 from rag import render  # noqa: E402
 from rag.errors import REBUILD_COMMAND, IndexError_, InputError, ModelError, RagError  # noqa: E402
-from rag.index import manifest_stamp, rebuild_command  # noqa: E402
+from rag.store.index import manifest_stamp, rebuild_command  # noqa: E402
 from rag.pipeline import IndexStatus, Pipeline  # noqa: E402
-from rag.query import prepare  # noqa: E402
+from rag.retrieve.query import prepare  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
 from rag.types import Answer, Citation, TocEntry  # noqa: E402
 

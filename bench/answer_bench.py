@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from rag.config import Settings, offline_environment
-from rag.evaluate import load_questions
+from rag.eval.retrieval import load_questions
 
 
 def main() -> None:

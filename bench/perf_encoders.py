@@ -28,8 +28,8 @@ def book_units() -> list[str]:
     from rag.build import HAND_LEXICON
     from rag.chunk import chunk_corpus
     from rag.config import Settings
-    from rag.index import sentence_units
-    from rag.ingest import load_corpus
+    from rag.store.index import sentence_units
+    from rag.ingest.corpus import load_corpus
 
     s = Settings.from_env({})
     docs = [d for d in load_corpus(list(s.corpus)).documents if d.source != HAND_LEXICON]
@@ -39,8 +39,8 @@ def book_units() -> list[str]:
 def cmrc_quality(embedder, backend: str) -> dict:
     from bench.retrieval_cmrc import WORK, gold_rank, metrics, question_text, write_corpus
     from rag.config import RetrieveSettings, Settings
-    from rag.index import Index, build_index
-    from rag.retrieve import Retriever
+    from rag.store.index import Index, build_index
+    from rag.retrieve.retriever import Retriever
 
     qs = write_corpus(WORK / "corpus")
     base = Settings.from_env({})
@@ -69,7 +69,7 @@ def measure(backend: str) -> dict:
 
     offline_environment()
     start = time.perf_counter()
-    from rag.embed import load_embedder
+    from rag.model.embed import load_embedder
 
     embedder = load_embedder(ModelSettings(backend=backend))
     load_s = time.perf_counter() - start

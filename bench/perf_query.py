@@ -54,8 +54,8 @@ def build_figures(settings, embedder, rounds: int = 3) -> dict:
     import rag.text
     from rag.build import HAND_LEXICON
     from rag.chunk import chunk_corpus
-    from rag.index import build_index, sentence_units
-    from rag.ingest import load_corpus
+    from rag.store.index import build_index, sentence_units
+    from rag.ingest.corpus import load_corpus
 
     start = time.perf_counter()
     docs = [d for d in load_corpus(list(settings.corpus)).documents if d.source != HAND_LEXICON]
@@ -137,7 +137,7 @@ def measure(rounds: int) -> dict:
     from rag.config import Settings, offline_environment
 
     offline_environment()
-    from rag.embed import load_embedder
+    from rag.model.embed import load_embedder
     from rag.pipeline import Pipeline
 
     start = time.perf_counter()

@@ -8,7 +8,7 @@ plus Gaussian noise (σ = 0.02 per dimension), L2-normalised, 384-d; queries are
 Recall@10 of HNSW is measured against the exact top 10 of the flat index. Memory = the serialised index size.
 BM25: real text — the CMRC chunks tokenised once with the project's terms (jieba + bigrams); a synthetic
 document joins halves of two random chunks, so term statistics stay those of real Chinese paragraphs;
-queries are the CMRC questions, scored through rag.lexical.Lexical.query (tokenising included).
+queries are the CMRC questions, scored through rag.store.lexical.Lexical.query (tokenising included).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def base_vectors() -> np.ndarray:
     if len(files) >= 500:
         return np.stack([np.load(f) for f in files]).astype(np.float32)
     from rag.config import ModelSettings
-    from rag.embed import load_embedder
+    from rag.model.embed import load_embedder
 
     from bench.perf_encoders import book_units
 
@@ -68,7 +68,7 @@ def timed_search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, tuple[
 def dense_row(n: int, base: np.ndarray, queries: np.ndarray, rng, hnsw_max: int) -> dict:
     import faiss
 
-    from rag.ann import make_vector_index
+    from rag.store.vectors import make_vector_index
 
     vectors = synthetic(base, n, rng)
     flat = faiss.IndexFlatIP(DIM)
@@ -98,8 +98,8 @@ def lexical_rows(sizes: list[int], rng) -> list[dict]:
     import bm25s
 
     from bench.retrieval_cmrc import DATA
-    from rag.lexical import Lexical, terms
-    from rag.text import Tokenizer
+    from rag.store.lexical import Lexical, terms
+    from rag.text.tokenizer import Tokenizer
 
     data = json.loads(DATA.read_text(encoding="utf-8"))["data"]
     paragraphs = [p["context"] for a in data for p in a["paragraphs"]]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import ROOT, ChunkSettings, RetrieveSettings, Settings, offline_environment
-from rag.query import clean
+from rag.retrieve.query import clean
 
 DATA = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
 WORK = ROOT / "embeddings" / "cache" / "bench-cmrc"  # git-ignored; keeps the sentence-embedding cache
@@ -69,7 +69,7 @@ def question_text(retriever, question: str) -> str:
 
 def gold_rank(retriever, arrays, gold: str, settings: RetrieveSettings) -> int | None:
     """Rank (≤ 10) of the first hit from the gold paragraph, given (dense, BM25, coverage) of the question."""
-    from rag.retrieve import fuse
+    from rag.retrieve.retriever import fuse
 
     if arrays is None:
         return None
@@ -80,8 +80,8 @@ def gold_rank(retriever, arrays, gold: str, settings: RetrieveSettings) -> int |
 
 def run_config(chunk: ChunkSettings, questions, embedder) -> dict:
     """Build the CMRC index with these chunk settings, then score every method on every question."""
-    from rag.index import Index, build_index
-    from rag.retrieve import Retriever
+    from rag.store.index import Index, build_index
+    from rag.retrieve.retriever import Retriever
 
     tag = f"{chunk.target_chars}-{chunk.max_chars}-{chunk.overlap_sentences}"
     settings = replace(Settings.from_env({}), corpus=(WORK / "corpus",), index_dir=WORK / f"index-{tag}",
@@ -120,8 +120,8 @@ def scale_sweep(result: dict, questions) -> list[str]:
 
 def bm25_libraries(result: dict, questions) -> list[str]:
     """bm25s against rank-bm25 on the same terms (times include jieba); rank-bm25 only if importable."""
-    from rag.index import passage_text
-    from rag.lexical import Lexical, terms
+    from rag.store.index import passage_text
+    from rag.store.lexical import Lexical, terms
 
     retriever = result["retriever"]
     index, tokenizer = retriever.index, retriever.index.tokenizer
@@ -193,7 +193,7 @@ def main() -> None:
                         help="empty the embedding cache first (honest build time)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
-    from rag.embed import load_embedder
+    from rag.model.embed import load_embedder
 
     embedder = load_embedder(Settings.from_env({}).model)
     questions = write_corpus(WORK / "corpus")

@@ -73,7 +73,7 @@ def scale_section(s: dict) -> list[str]:
         else:
             cells += ["not built (--hnsw-max)"] + ["—"] * 4
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "BM25 (bm25s through rag.lexical.Lexical.query, jieba tokenising included):", "",
+    lines += ["", "BM25 (bm25s through rag.store.lexical.Lexical.query, jieba tokenising included):", "",
               "| chunks | build (s) | query p50 / p95 (ms) | index MB |", "|---|---|---|---|"]
     lines += [f"| {x['n']:,} | {x['build_s']:.1f} | {x['ms'][0]:.2f} / {x['ms'][1]:.2f} | {x['mb']:.0f} |"
               for x in s["lexical"]]

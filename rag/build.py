@@ -29,13 +29,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rag import index as ix
-from rag.ann import Kind
-from rag.ann import describe as describe_vector_index
-from rag.ann import make_vector_index
+from rag.store import index as ix
+from rag.store.vectors import Kind
+from rag.store.vectors import describe as describe_vector_index
+from rag.store.vectors import make_vector_index
 from rag.config import DEFAULT_MODEL_DIR, ModelSettings, Settings
 from rag.errors import BuildError, IndexError_
-from rag.lexical import Lexical, build_lexicon, read_word_list
+from rag.store.lexical import Lexical, build_lexicon, read_word_list
 from rag.types import Chunk, Document
 
 HAND_LEXICON = "lexicon.txt"  # a hand-kept word list in a corpus folder, merged into the book lexicon
@@ -60,7 +60,7 @@ class BuildReport:
 
 def build(settings: Settings, *, embedder=None, progress: bool = False, force: bool = False) -> BuildReport:
     from rag.chunk import chunk_corpus
-    from rag.ingest import load_corpus
+    from rag.ingest.corpus import load_corpus
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -81,7 +81,7 @@ def build(settings: Settings, *, embedder=None, progress: bool = False, force: b
     chunks = chunk_corpus(docs, settings.chunk)
     lap("ingest+chunk")
     if embedder is None:
-        from rag.embed import load_embedder
+        from rag.model.embed import load_embedder
 
         embedder = load_embedder(settings.model)
     lap("model")
@@ -139,9 +139,9 @@ def planned_fingerprint(model: ModelSettings) -> str | None:
     """The fingerprint load_embedder(model) would give, without loading the model: for the ONNX backends of
     the default model, from its fingerprint stamp and the ONNX receipt (as rag/embed.py:_load_onnx forms it).
     None when that takes a load (torch backend, another model, ONNX files missing or from other weights)."""
-    from rag.embed import model_fingerprint, onnx_fingerprint, resolve_backend
-    from rag.model import ensure_default_model
-    from rag.onnx_model import EXPORT_VERSION, FILES, needed_files, onnx_dir, read_receipt, unchanged
+    from rag.model.embed import model_fingerprint, onnx_fingerprint, resolve_backend
+    from rag.model.convert import ensure_default_model
+    from rag.model.onnx import EXPORT_VERSION, FILES, needed_files, onnx_dir, read_receipt, unchanged
 
     backend = resolve_backend(model)
     if backend not in FILES or Path(model.name).expanduser().resolve() != DEFAULT_MODEL_DIR.resolve():
@@ -187,7 +187,7 @@ def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corp
                vector_kind: Kind | None = None) -> tuple[ix.Index, int]:
     """The index in memory (also used by the benchmarks), and how many sentences had to be embedded.
     `vector_kind` forces a FAISS index type (tests); by default it follows the vector count (rag/ann.py)."""
-    from rag.text import Tokenizer
+    from rag.text.tokenizer import Tokenizer
 
     def lexical_side() -> tuple[list[str], Tokenizer, Lexical]:
         words = book_lexicon(docs, corpus_roots)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from rag.config import ChunkSettings
-from rag.text import normalize, split_sentences
+from rag.text.fold import normalize
+from rag.text.sentences import split_sentences
 from rag.types import Block, Chunk, Document, Page
 
 _BREAKS = "，、,：:；; "  # where an over-long sentence may be cut

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from rag.config import Settings
-from rag.index import Index, corpus_stale
-from rag.retrieve import Retriever
+from rag.store.index import Index, corpus_stale
+from rag.retrieve.retriever import Retriever
 from rag.types import Answer, Hit
 
 _shared: dict[tuple, Pipeline] = {}
@@ -41,7 +41,7 @@ class Pipeline:
     def load(cls, settings: Settings, embedder=None) -> Pipeline:
         """Load the model (unless given) and the index; raises IndexMissing/Mismatch/CorruptError."""
         if embedder is None:
-            from rag.embed import load_embedder
+            from rag.model.embed import load_embedder
 
             embedder = load_embedder(settings.model)
         index = Index.load(settings.index_dir, settings, embedder)
@@ -67,10 +67,10 @@ class Pipeline:
 
     @property
     def answerer(self):
-        """rag.answer.Answerer, created on first use (search works without the answer stage)."""
+        """rag.answer.answerer.Answerer, created on first use (search works without the answer stage)."""
         with self._lock:
             if self._answerer is None:
-                from rag.answer import Answerer
+                from rag.answer.answerer import Answerer
 
                 self._answerer = Answerer(self.index, self.retriever, self.embedder, self.settings)
             return self._answerer

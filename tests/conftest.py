@@ -2,8 +2,8 @@
 
 Fixtures (all session-scoped, built once):
 - `settings`  — default Settings (shipped corpus, converted model), index in a temp folder
-- `embedder`  — the shipped model, loaded once (rag.embed.load_embedder)
-- `built`     — `settings` after `rag.index.build_index` wrote a real index of corpus/ into its index_dir
+- `embedder`  — the shipped model, loaded once (rag.model.embed.load_embedder)
+- `built`     — `settings` after `rag.store.index.build_index` wrote a real index of corpus/ into its index_dir
 - `pipeline`  — rag.pipeline.Pipeline loaded on `built`, the same object the CLI and the app use
 """
 
@@ -48,14 +48,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def embedder(settings: Settings):
-    from rag.embed import load_embedder
+    from rag.model.embed import load_embedder
 
     return load_embedder(settings.model)
 
 
 @pytest.fixture(scope="session")
 def built(settings: Settings, embedder) -> Settings:
-    from rag.index import build_index
+    from rag.store.index import build_index
 
     build_index(settings, embedder=embedder)
     return settings

@@ -1,4 +1,4 @@
-"""rag.ann: the FAISS index type follows the vector count (flat for a book, HNSW from HNSW_FROM up), is
+"""rag.store.vectors: the FAISS index type follows the vector count (flat for a book, HNSW from HNSW_FROM up), is
 recorded in the manifest, and HNSW keeps recall@10 ≥ 0.95 against exact search on model-shaped vectors."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import faiss
 import numpy as np
 
-from rag import ann
-from rag.index import MANIFEST
+from rag.store import vectors as ann
+from rag.store.index import MANIFEST
 
 
 def test_kind_follows_the_count_and_is_described() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import REFUSAL_TEXT
+from rag.answer.answerer import REFUSAL_TEXT
 from rag.errors import InputError
 from rag.types import Answer
 

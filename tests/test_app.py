@@ -1,7 +1,7 @@
 """The chat page (app.py) under AppTest on the real index of corpus/, plus its pure render helpers.
 
 AppTest runs the script in this process, so the page's @st.cache_resource Pipeline is loaded once per settings
-and reuses the embedder already loaded by the session fixtures (rag.embed caches it per process).
+and reuses the embedder already loaded by the session fixtures (rag.model.embed caches it per process).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from rag import render
-from rag.query import EMPTY_MESSAGE
+from rag.retrieve.query import EMPTY_MESSAGE
 from rag.render import Turn
 from rag.types import Answer, Chunk, Citation, TocEntry
 

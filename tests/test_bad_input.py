@@ -21,11 +21,11 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from rag import render
-from rag.answer import FOREIGN_NOTICE, REFUSAL_TEXT, Answerer
+from rag.answer.answerer import FOREIGN_NOTICE, REFUSAL_TEXT, Answerer
 from rag.config import LLMSettings
 from rag.errors import InputError
-from rag.llm import leaked
-from rag.query import EMPTY_MESSAGE, NO_WORDS_MESSAGE, prepare
+from rag.answer.llm import leaked
+from rag.retrieve.query import EMPTY_MESSAGE, NO_WORDS_MESSAGE, prepare
 
 from pages import APP, open_page, point_page_at
 from pages import ask as _ask
@@ -290,7 +290,7 @@ HOSTILE_BOOK = """# 第一章 测试用的章节
 def hostile(embedder, tmp_path_factory: pytest.TempPathFactory):
     """A real index of a small book full of markup, injections, escapes and bidi controls."""
     from rag.config import Settings
-    from rag.index import build_index
+    from rag.store.index import build_index
 
     tmp = tmp_path_factory.mktemp("hostile")
     corpus = tmp / "corpus"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.book import anchor_page, find_front_matter, parse_copyright, parse_toc
+from rag.ingest.front import anchor_page, find_front_matter, parse_copyright, parse_toc
 from rag.config import ROOT
 
 EXCERPT = ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt"

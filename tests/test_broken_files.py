@@ -22,7 +22,7 @@ import pytest
 
 from rag import render
 from rag.errors import BuildError, CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from rag.index import build_index
+from rag.store.index import build_index
 from rag.pipeline import Pipeline
 
 from pages import point_page_at
@@ -169,7 +169,7 @@ def test_a_changed_corpus_is_named_by_the_cli_and_the_page(built, page_env, tmp_
 
 def _interrupt(monkeypatch: pytest.MonkeyPatch, _: Path) -> type[BaseException]:
     """Ctrl-C while the new folder is being written."""
-    from rag import index
+    from rag.store import index
 
     def save(self, folder: Path) -> None:
         (folder / "vectors.faiss").write_bytes(b"half")
@@ -181,7 +181,7 @@ def _interrupt(monkeypatch: pytest.MonkeyPatch, _: Path) -> type[BaseException]:
 
 def _disk_full_in_python(monkeypatch: pytest.MonkeyPatch, _: Path) -> type[BaseException]:
     """The chunk table is half written when the disk fills up (ENOSPC from a Python write)."""
-    from rag import index
+    from rag.store import index
 
     def half_then_full(path: Path, rows) -> None:
         path.write_text(json.dumps(rows[: len(rows) // 2], ensure_ascii=False)[:-1], encoding="utf-8")
@@ -292,7 +292,7 @@ def test_a_load_racing_a_rebuild_reads_one_whole_build(during: str, built, embed
                                                       tmp_path: Path, monkeypatch) -> None:
     """A rebuild is swapped in while a load is checking (or reading) the files: the load starts again and
     returns the new build whole, instead of a checksum error or a mix of two builds."""
-    from rag import index as ix
+    from rag.store import index as ix
 
     settings = replace(built, index_dir=sibling)
     rebuilt = replace(settings, corpus=(_grow(_copy_corpus(built, tmp_path)),))

@@ -15,7 +15,7 @@ import pytest
 from rag.__main__ import main
 from rag.build import code_checksum, current_manifest, planned_fingerprint
 from rag.config import ROOT, ChunkSettings
-from rag.index import Index, build_index
+from rag.store.index import Index, build_index
 
 
 def stat_all(folder: Path) -> dict[str, tuple[int, int, int]]:

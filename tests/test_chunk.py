@@ -8,7 +8,7 @@ import pytest
 
 from rag.chunk import chunk_corpus, chunk_document
 from rag.config import ROOT, ChunkSettings
-from rag.ingest import load_corpus, read_document
+from rag.ingest.corpus import load_corpus, read_document
 from rag.types import Chunk, Document
 
 CORPUS = ROOT / "corpus"

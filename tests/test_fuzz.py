@@ -18,9 +18,11 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from rag.chunk import chunk_document
 from rag.config import ChunkSettings
 from rag.errors import CorpusError, InputError, RagError
-from rag.ingest import read_document
-from rag.query import clean, expand_followup, is_followup, prepare, usable_history
-from rag.text import Tokenizer, compact, find_compact, normalize, split_sentences
+from rag.ingest.corpus import read_document
+from rag.retrieve.query import clean, expand_followup, is_followup, prepare, usable_history
+from rag.text.fold import compact, find_compact, normalize
+from rag.text.sentences import split_sentences
+from rag.text.tokenizer import Tokenizer
 
 FAST = hsettings(max_examples=150, deadline=None)
 SLOW = hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,8 +12,8 @@ import pytest
 
 from rag.config import ChunkSettings
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
-from rag.index import Index, build_index, chunk_from_dict, corpus_stale
-from rag.retrieve import Retriever
+from rag.store.index import Index, build_index, chunk_from_dict, corpus_stale
+from rag.retrieve.retriever import Retriever
 
 QUESTIONS = ["什么是党的群众工作？", "这本书的主编是谁？", "网络群工是第几章？", "老百姓盼着过上好日子，党怎么看待？"]
 
@@ -45,7 +45,7 @@ def test_faiss_top_k_equals_numpy_brute_force(pipeline, embedder, built) -> None
 def test_saved_and_loaded_index_give_identical_hits(pipeline, built, embedder) -> None:
     from rag.build import HAND_LEXICON, make_index
     from rag.chunk import chunk_corpus
-    from rag.ingest import load_corpus
+    from rag.ingest.corpus import load_corpus
 
     docs = [d for d in load_corpus(list(built.corpus)).documents if d.source != HAND_LEXICON]
     chunks = chunk_corpus(docs, built.chunk)

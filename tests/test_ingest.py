@@ -6,8 +6,8 @@ import pytest
 
 from rag.config import ROOT
 from rag.errors import CorpusError
-from rag.ingest import load_corpus, read_document, split_text_pages
-from rag.text import normalize
+from rag.ingest.corpus import load_corpus, read_document, split_text_pages
+from rag.text.fold import normalize
 from rag.types import Block, Document
 
 CORPUS = ROOT / "corpus"

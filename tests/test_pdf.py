@@ -8,7 +8,7 @@ from bench.pdf_extract import write_pdf
 from rag.chunk import chunk_document
 from rag.config import ChunkSettings
 from rag.errors import CorpusError
-from rag.ingest import load_corpus, read_document
+from rag.ingest.corpus import load_corpus, read_document
 
 PAGES = [
     ["序 言", "这是一本关于群众工作的书，序言用罗马数字编页。"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import InputError
-from rag.query import clean, expand_followup, is_followup, prepare
+from rag.retrieve.query import clean, expand_followup, is_followup, prepare
 
 
 def test_clean_drops_escapes_invisible_characters_and_collapses_whitespace() -> None:

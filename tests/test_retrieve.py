@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag import ann
+from rag.store import vectors as ann
 from rag.errors import InputError
-from rag.evaluate import load_questions, retrieval
-from rag.index import NO_DENSE, top_rows
-from rag.retrieve import Retriever, dense_z, fuse
+from rag.eval.retrieval import load_questions, retrieval
+from rag.store.index import NO_DENSE, top_rows
+from rag.retrieve.retriever import Retriever, dense_z, fuse
 
 
 def test_evidence_is_in_the_top_5_for_95_percent_of_answerable_questions(pipeline) -> None:
@@ -101,7 +101,7 @@ def hnsw_book(built, embedder):
     """The book's real index with its sentence vectors in HNSW instead of the exact index."""
     from rag.build import HAND_LEXICON, make_index
     from rag.chunk import chunk_corpus
-    from rag.ingest import load_corpus
+    from rag.ingest.corpus import load_corpus
 
     docs = [d for d in load_corpus(list(built.corpus)).documents if d.source != HAND_LEXICON]
     cache = built.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]

@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.text import Tokenizer, compact, ends_sentence, find_compact, normalize, split_sentences, squeeze
+from rag.text.fold import compact, find_compact, normalize, squeeze
+from rag.text.sentences import ends_sentence, split_sentences
+from rag.text.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def test_add_words_changes_only_the_owned_tokenizer(tok: Tokenizer) -> None:
 
 
 def test_base_dictionary_is_jiebas_own_table_and_segments_the_same(tok: Tokenizer) -> None:
-    from rag.text import base_dictionary
+    from rag.text.tokenizer import base_dictionary
 
     reference = jieba.Tokenizer()
     reference.initialize()
@@ -102,7 +104,7 @@ def test_base_dictionary_cache_is_remade_when_stale_foreign_or_broken(tmp_path) 
     import os
     import pickle
 
-    from rag.text import _dictionary_stamp, _make_base, _read_base
+    from rag.text.tokenizer import _dictionary_stamp, _make_base, _read_base
 
     stamp = _dictionary_stamp()
     made = _make_base(tmp_path, stamp)

@@ -87,7 +87,7 @@ def ask_one(pipeline, question: str, history: list[str], as_json: bool) -> None:
 
 def warn_if_stale(pipeline) -> None:
     """An index older than the corpus still answers, from the old text: say so, with the rebuild command."""
-    from rag.index import rebuild_command
+    from rag.store.index import rebuild_command
 
     status = pipeline.status()
     if status.stale:

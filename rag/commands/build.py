@@ -30,7 +30,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag.index import build_index
+    from rag.store.index import build_index
 
     settings = settings_from_args(args)
     start = time.perf_counter()

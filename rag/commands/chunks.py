@@ -10,8 +10,8 @@ from pathlib import Path
 
 from rag.chunk import chunk_corpus
 from rag.config import Settings
-from rag.ingest import load_corpus
-from rag.text import one_line
+from rag.ingest.corpus import load_corpus
+from rag.text.fold import one_line
 from rag.types import Chunk
 
 

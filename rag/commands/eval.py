@@ -12,7 +12,7 @@ from rag.commands.build import settings_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from rag.evaluate import GROUPS, QUESTIONS
+    from rag.eval.retrieval import GROUPS, QUESTIONS
 
     p = subparsers.add_parser("eval", help="在问题集上评测检索质量（按题型给出 R@1、R@5、MRR@10）")
     p.add_argument("--questions", type=Path, default=QUESTIONS, metavar="FILE", help="问题集（JSONL）")
@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag.evaluate import evaluate, format_report, load_questions
+    from rag.eval.retrieval import evaluate, format_report, load_questions
     from rag.pipeline import Pipeline
 
     questions = load_questions(args.questions)

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag.model import provision
+    from rag.model.convert import provision
 
     settings = Settings.from_env()
     models_dir = args.models_dir or settings.models_dir
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export(model_dir: Path, backend: str, force: bool) -> None:
-    from rag.embed import model_fingerprint
-    from rag.onnx_model import CoreTokenizer, onnx_dir, provision_onnx
+    from rag.model.embed import model_fingerprint
+    from rag.model.onnx import CoreTokenizer, onnx_dir, provision_onnx
 
     start = time.perf_counter()
     path, _, made = provision_onnx(model_dir, model_fingerprint(model_dir), backend, force=force)

@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 from rag.commands.build import settings_from_args
 from rag.errors import InputError
-from rag.query import prepare
+from rag.retrieve.query import prepare
 from rag.render import visible
-from rag.text import one_line
+from rag.text.fold import one_line
 from rag.types import Hit
 
 

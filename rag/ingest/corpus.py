@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from rag.book import parse_copyright, parse_toc
+from rag.ingest.front import parse_copyright, parse_toc
 from rag.errors import CorpusError
-from rag.layout import lay_out
-from rag.pages import RawPage, next_label
-from rag.text import normalize
+from rag.ingest.layout import lay_out
+from rag.ingest.pages import RawPage, next_label
+from rag.text.fold import normalize
 from rag.types import Block, BookInfo, Document
 
 FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".pdf": "pdf"}
@@ -94,7 +94,7 @@ def read_document(path: Path, root: Path) -> Document:
     except OSError as exc:
         raise CorpusError(f"无法读取文件 {name}：{exc.strerror or exc}。请检查文件权限。") from exc
     if fmt == "pdf":
-        from rag.pdf import read_pdf_pages
+        from rag.ingest.pdf import read_pdf_pages
 
         raw = read_pdf_pages(data, name)
     else:

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from rag.config import ROOT
 from rag.errors import InputError
-from rag.text import compact
+from rag.text.fold import compact
 from rag.types import Hit
 
 QUESTIONS = ROOT / "tests" / "data" / "questions.jsonl"
@@ -118,7 +118,7 @@ def retrieval(pipeline, questions: Sequence[Question]) -> GroupReport:
 
 def answers(pipeline, questions: Sequence[Question]) -> GroupReport:
     """Answer metrics; they live with the answer stage (rag/evaluate_answers.py), imported on use."""
-    from rag.evaluate_answers import answers as answer_metrics
+    from rag.eval.answers import answers as answer_metrics
 
     return answer_metrics(pipeline, questions)
 

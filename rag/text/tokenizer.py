@@ -1,8 +1,4 @@
-"""Chinese text helpers around one jieba tokenizer: normalisation, sentences, tokens with offsets.
-
-Everything that compares text (BM25, highlighting, quote checks) goes through `normalize`, which keeps the
-length of the string so that an offset found in the normalised text is also valid in the original one.
-"""
+"""One jieba tokenizer per index: an owned `jieba.Tokenizer`, jieba's dictionary read once per process."""
 
 from __future__ import annotations
 
@@ -11,26 +7,15 @@ import importlib.metadata
 import logging
 import os
 import pickle
-import re
 import tempfile
 import threading
-import unicodedata
 from pathlib import Path
 from typing import Iterable
 
 import jieba
 
 from rag.config import ROOT
-
-# Sentence-final marks, full-width and (after normalize) half-width. "." is left out on purpose: it occurs in
-# numbers and dates ("33.00", "2015.2") far more often than as a Chinese sentence end.
-SENTENCE_END = "。！？；!?;…"
-# Closing quotes and brackets that belong to the sentence they close: 「……。」 stays one sentence.
-CLOSERS = "”’」』）)】》〉\"'"
-# Also ends a paragraph-level line (a list introduced by "具体来说：" is not a sentence split by a page).
-CLAUSE_END = SENTENCE_END + "：:"
-
-_SPACE_LIKE = {0x00A0, 0x3000, 0x2002, 0x2003, 0x2009, 0x200B, 0xFEFF}
+from rag.text.fold import normalize, squeeze
 
 STOP_WORDS = frozenset(
     """的 了 是 在 和 与 及 或 等 也 就 都 而 其 之 为 对 把 被 这 那 这个 那个 这些 那些 一个 有 个 着 又 从
@@ -38,115 +23,6 @@ STOP_WORDS = frozenset(
     怎样 如何 为什么 多少 几 谁 请 问 请问 一下 我 你 他 她 它 我们 你们 他们 书 书中 本书 教材""".split()
 )
 
-
-def is_cjk(ch: str) -> bool:
-    """A CJK ideograph (the unified block and extension A), the characters around which spaces are noise."""
-    o = ord(ch)
-    return 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF
-
-
-def _table() -> dict[int, str]:
-    """One str.translate table: full-width ASCII → half-width; odd spaces, control and format chars → space."""
-    table = {o: chr(o - 0xFEE0) for o in range(0xFF01, 0xFF5F)}
-    table |= {o: " " for o in _SPACE_LIKE}
-    controls = [o for o in range(0x10000) if unicodedata.category(chr(o)) in ("Cc", "Cf")]
-    table |= {o: " " for o in controls + list(range(0xE0000, 0xE0080)) if o != 0x0A}
-    return table
-
-
-_TABLE = _table()
-
-
-def normalize(s: str) -> str:
-    """Text for matching: full-width ASCII → half-width, odd spaces/control chars → space, same length as `s`.
-
-    Newlines are kept (they separate paragraphs). The result maps char for char onto `s`, so any span found in
-    it is also the span of the original text.
-    """
-    return s.translate(_TABLE)
-
-
-def compact(s: str) -> tuple[str, list[int]]:
-    """`normalize(s)` without the spaces that touch a CJK character, plus each kept char's offset in `s`.
-
-    PDF extraction writes "2015 年" and "主 编"; a reader types "2015年" and "主编". Matching on the compact
-    form and mapping back through the offsets finds both.
-    """
-    n = normalize(s)
-    out: list[str] = []
-    offsets: list[int] = []
-    for i, ch in enumerate(n):
-        if ch.isspace():
-            left = n[i - 1] if i else ""
-            j = i
-            while j < len(n) and n[j].isspace():
-                j += 1
-            right = n[j] if j < len(n) else ""
-            if (left and is_cjk(left)) or (right and is_cjk(right)) or not left or not right:
-                continue
-        out.append(ch)
-        offsets.append(i)
-    return "".join(out), offsets
-
-
-def squeeze(s: str) -> str:
-    """`s` in its original characters minus CJK-adjacent spaces: "做好……的 历史责任" → "做好……的历史责任"."""
-    return "".join(s[i] for i in compact(s)[1]).strip()
-
-
-def find_compact(haystack: str, needle: str, start: int = 0) -> tuple[int, int] | None:
-    """Span of `needle` in `haystack` ignoring CJK-adjacent spaces and width forms, or None."""
-    hay, offsets = compact(haystack)
-    ndl = compact(needle)[0].strip()
-    if not ndl:
-        return None
-    i = next((k for k, off in enumerate(offsets) if off >= start), len(offsets))
-    pos = hay.find(ndl, i)
-    if pos < 0:
-        return None
-    return offsets[pos], offsets[pos + len(ndl) - 1] + 1
-
-
-def ends_sentence(s: str, marks: str = SENTENCE_END) -> bool:
-    """True when `s` (ignoring trailing spaces, closing quotes and brackets) ends with one of `marks`."""
-    t = normalize(s[-12:].rstrip()).rstrip(CLOSERS + " ")
-    return bool(t) and t[-1] in normalize(marks)
-
-
-def split_sentences(s: str) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) in `s`: split after 。！？；… and their closing quotes; newlines also split.
-
-    Spans exclude surrounding whitespace; concatenated with the gaps between them they give back `s`.
-    """
-    n = normalize(s)
-    ends = normalize(SENTENCE_END)
-    spans: list[tuple[int, int]] = []
-    start, i = 0, 0
-    while i < len(n):
-        ch = n[i]
-        if ch == "\n":
-            _add_span(n, start, i, spans)
-            start = i = i + 1
-            continue
-        if ch in ends:
-            j = i + 1
-            while j < len(n) and (n[j] in ends or n[j] in CLOSERS):
-                j += 1
-            _add_span(n, start, j, spans)
-            start = i = j
-            continue
-        i += 1
-    _add_span(n, start, len(n), spans)
-    return spans
-
-
-def _add_span(n: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
-    while start < end and n[start].isspace():
-        start += 1
-    while end > start and n[end - 1].isspace():
-        end -= 1
-    if end > start:
-        spans.append((start, end))
 
 
 def _is_word(tok: str) -> bool:
@@ -278,11 +154,3 @@ def _cache_dir(preferred: Path | None) -> Path:
         except OSError:
             continue
     return Path(tempfile.gettempdir())
-
-
-_SPACE_RUN = re.compile(r"\s+")
-
-
-def one_line(s: str) -> str:
-    """Collapse whitespace runs to one space (for printing a chunk on one line)."""
-    return _SPACE_RUN.sub(" ", s).strip()

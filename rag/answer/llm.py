@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from rag.cite import make_citation, markers, overlap, strip_markers
+from rag.answer.cite import make_citation, markers, overlap, strip_markers
 from rag.config import LLMSettings
 from rag.errors import LLMError
-from rag.text import split_sentences
+from rag.text.sentences import split_sentences
 from rag.types import Answer, Chunk, Citation
 
 REFUSAL = "教材（已载入部分）中没有找到与此相关的内容"

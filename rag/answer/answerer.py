@@ -14,16 +14,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from rag.cite import squeeze
-from rag.compose import Composer, compose
+from rag.answer.cite import squeeze
+from rag.answer.compose import Composer, compose
 from rag.config import Settings
-from rag.direct import BookFacts
+from rag.answer.direct import BookFacts
 from rag.errors import LLMError
-from rag.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
+from rag.answer.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
                          coverage_of, list_items, question_terms)
-from rag.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
-from rag.query import Query, prepare, usable_history
-from rag.text import is_cjk
+from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
+from rag.retrieve.query import Query, prepare, usable_history
+from rag.text.fold import is_cjk
 from rag.types import Answer, Hit
 
 REFUSAL_TEXT = REFUSAL + "。"
@@ -203,7 +203,7 @@ class Answerer:
 
     def _names_unloaded_part(self, text: str) -> bool:
         """The question matches a 目录 row whose text is not loaded, better than any row whose text is."""
-        from rag.booknav import topic_match
+        from rag.answer.booknav import topic_match
 
         hit = topic_match(text, self.facts.toc, min_score=UNLOADED_TOPIC, chapter_first=True, balanced=True)
         return hit is not None and not self.facts.is_loaded(hit.entry)
@@ -216,7 +216,7 @@ class Answerer:
         m = ORDINAL_FOLLOWUP.search(text)
         if not m or len(text) > 14:
             return []
-        from rag.booknav import cn_int
+        from rag.answer.booknav import cn_int
 
         n = cn_int(m.group(1)) or 0
         for previous in reversed(history):

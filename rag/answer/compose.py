@@ -11,10 +11,10 @@ import re
 from dataclasses import replace
 from typing import Sequence
 
-from rag.cite import make_citation
-from rag.extract import (LIST_QUESTION, Scored, Sentence, SentenceStore, coverage, doc_order, enumeration,
+from rag.answer.cite import make_citation
+from rag.answer.extract import (LIST_QUESTION, Scored, Sentence, SentenceStore, coverage, doc_order, enumeration,
                          inline_list, near_duplicate, question_terms, section_sentences)
-from rag.lexical import terms
+from rag.store.lexical import terms
 from rag.types import Answer, Chunk, Citation
 
 KEEP_MARGIN = 0.02  # runners-up kept when they score within this of the best sentence (non-list questions)

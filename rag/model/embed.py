@@ -150,7 +150,7 @@ def _load(settings: ModelSettings) -> Embedder:
 
 def _load_onnx(settings: ModelSettings, path: Path | None, backend: str) -> Embedder:
     """The ONNX files are made from this directory's weights on first use (or by `python -m rag model`)."""
-    from rag.onnx_model import OnnxEncoder, provision_onnx
+    from rag.model.onnx import OnnxEncoder, provision_onnx
 
     if path is None or path.resolve() != DEFAULT_MODEL_DIR.resolve():
         raise ModelError(f"推理后端 {backend} 只支持默认模型，{settings.name} 请使用 RAG_BACKEND=torch（或 auto）。")
@@ -172,7 +172,7 @@ def _local_dir(name: str) -> Path | None:
     """A local model directory for `name`, provisioning the default one; None means "a hub name"."""
     path = Path(name).expanduser()
     if path.resolve() == DEFAULT_MODEL_DIR.resolve():
-        from rag.model import ensure_default_model
+        from rag.model.convert import ensure_default_model
 
         return ensure_default_model(DEFAULT_MODEL_DIR.parent)
     if path.is_dir():

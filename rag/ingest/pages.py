@@ -10,8 +10,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from rag.book import CHAPTER_RE, SECTION_RE
-from rag.text import squeeze
+from rag.ingest.front import CHAPTER_RE, SECTION_RE
+from rag.text.fold import squeeze
 from rag.types import Page, PageSource
 
 # A well-formed roman numeral (so that "did" or "mild" alone on a line is not taken for a page number).

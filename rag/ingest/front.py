@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.text import normalize, squeeze
+from rag.text.fold import normalize, squeeze
 from rag.types import BookInfo, TocEntry
 
 CN_NUM = "一二三四五六七八九十百零〇两"

@@ -28,12 +28,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rag.ann import search_depth
+from rag.store.vectors import search_depth
 from rag.config import DEFAULT_MODEL_DIR, ROOT, Settings
 from rag.errors import (REBUILD_COMMAND, IndexCorruptError, IndexError_, IndexMismatchError,
                         IndexMissingError)
-from rag.lexical import Lexical, read_word_list, write_lexicon
-from rag.text import split_sentences
+from rag.store.lexical import Lexical, read_word_list, write_lexicon
+from rag.text.sentences import split_sentences
 from rag.types import BookInfo, Chunk, TocEntry
 
 FORMAT = 1
@@ -133,7 +133,7 @@ class Index:
 
     @property
     def vector_index(self):
-        """The FAISS index of the sentence vectors (flat or HNSW, see rag.ann)."""
+        """The FAISS index of the sentence vectors (flat or HNSW, see rag.store.vectors)."""
         return self._faiss
 
     def dense(self, qvec: np.ndarray, n: int) -> list[tuple[int, float]]:
@@ -316,7 +316,7 @@ def verify_files(manifest: dict[str, Any], folder: Path, settings: Settings) -> 
 def _open(folder: Path, manifest: dict[str, Any], settings: Settings) -> Index:
     import faiss
 
-    from rag.text import Tokenizer
+    from rag.text.tokenizer import Tokenizer
 
     fix = f"请重建索引：{rebuild_command(settings)}"
     try:

@@ -22,12 +22,12 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
 from rag.errors import CorpusError
-from rag.pages import RawPage
+from rag.ingest.pages import RawPage
 
 
 def read_pdf_pages(data: bytes, name: str) -> list[RawPage]:
     """One RawPage per PDF page. Labels come from /PageLabels when the PDF has them ("label"); otherwise the
-    page index is used ("index") and rag.pages replaces it with a printed footer/header number if found."""
+    page index is used ("index") and rag.ingest.pages replaces it with a printed footer/header number if found."""
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(data))

@@ -21,7 +21,7 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from rag.text import compact
+from rag.text.fold import compact
 
 # bm25s files written by BM25.save (the non-occurrence array exists only for BM25L/BM25+, not for "lucene").
 BM25_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json",

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from rag.booknav import Chapter, Topic, chapters_of, cn_int, int_cn, loaded_parts, route, topic_match
-from rag.cite import find_span, line_span, make_citation
-from rag.frontmatter import Cited as _Cited, FrontMatter, marks as _marks
+from rag.answer.booknav import Chapter, Topic, chapters_of, cn_int, int_cn, loaded_parts, route, topic_match
+from rag.answer.cite import find_span, line_span, make_citation
+from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
 from rag.types import Answer, BookInfo, Chunk, Citation, TocEntry
 
 POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question at a chapter/section

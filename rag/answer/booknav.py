@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Sequence
 
-from rag.book import CN_NUM
-from rag.cite import bigrams, squeeze
+from rag.ingest.front import CN_NUM
+from rag.answer.cite import bigrams, squeeze
 from rag.types import Chunk, TocEntry
 
 _CN_VALUE = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}

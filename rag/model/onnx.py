@@ -141,7 +141,7 @@ def _export(model_dir: Path, folder: Path) -> None:
     # Eager attention exports as plain MatMul/Softmax, the pattern ONNX Runtime's BERT optimiser fuses into
     # Attention, EmbedLayerNormalization, SkipLayerNormalization and BiasGelu (measured: −6 % CPU per query,
     # +19 % passages/s against the unfused graph, same vectors).
-    from rag.embed import _quiet_libraries
+    from rag.model.embed import _quiet_libraries
 
     _quiet_libraries()  # no weight-loading progress bar; torch threads as the embedder sets them
     bert = BertModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()

@@ -1,4 +1,4 @@
-"""Answer metrics for `python -m rag eval --group answers`, registered in rag.evaluate.GROUPS.
+"""Answer metrics for `python -m rag eval --group answers`, registered in rag.eval.retrieval.GROUPS.
 
 Per question type: 正确 — an answerable question's answer contains all its key phrases (so a list question
 counts only when complete) and is not a refusal; an out-of-scope question is refused, pointing at the expected
@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from typing import Sequence
 
-from rag.evaluate import GroupReport, Question
+from rag.eval.retrieval import GroupReport, Question
 from rag.types import Answer
 
 COLUMNS = ("n", "正确", "引文", "出处")

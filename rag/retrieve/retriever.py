@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from rag.config import AnswerSettings, RetrieveSettings
-from rag.index import NO_DENSE, top_rows
-from rag.query import Query, expand_followup, prepare, usable_history
+from rag.store.index import NO_DENSE, top_rows
+from rag.retrieve.query import Query, expand_followup, prepare, usable_history
 from rag.types import Chunk, Hit
 
 FOOTNOTE_MARK = re.compile(r"\^?[①-⑳]|\^\d+")  # "^①" in the text and at the start of its footnote

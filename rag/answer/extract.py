@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.cite import squeeze
-from rag.lexical import terms
-from rag.text import SENTENCE_END, split_sentences
+from rag.answer.cite import squeeze
+from rag.store.lexical import terms
+from rag.text.sentences import SENTENCE_END, split_sentences
 from rag.types import Chunk
 
 # Lines that are headings, not sentences: 「◇ 二、群众工作的历史地位」「（一）推动经济社会发展」「第一节 …」「序 言」.
@@ -242,7 +242,7 @@ def enumeration(sentences: Sequence[Sentence]) -> list[Sentence]:
 
 
 def _item_number(label: str) -> int:
-    from rag.booknav import cn_int
+    from rag.answer.booknav import cn_int
 
     return _SEQUENCE.get(label) or cn_int(label) or 0
 

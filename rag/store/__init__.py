@@ -1,0 +1,1 @@
+"""The index: vector and lexical stores behind small interfaces, the chunk table, the manifest."""

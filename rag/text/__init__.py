@@ -1,0 +1,1 @@
+"""Text helpers below every stage: folding and spans, sentences, numerals, the jieba tokenizer."""
