@@ -153,6 +153,7 @@ def _make_chunk(doc: Document, block: Block, start: int, end: int, ordinal: int)
         page_end=page_end,
         page_estimated=estimated,
         ordinal=ordinal,
+        book=doc.book,
     )
 
 

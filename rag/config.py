@@ -34,6 +34,10 @@ class ChunkSettings:
 class RetrieveSettings:
     k: int = 5
     candidates: int = 50  # depth taken from each of dense and lexical before fusion
+    # Candidates asked of the stores: sentence vectors (a book has a few hundred, so all of them: every chunk
+    # gets a dense score) and BM25 rows (fusion adds the BM25 score of any dense candidate among them).
+    dense_depth: int = 1000
+    lexical_depth: int = 1000
     # "zscore": z(dense) + lexical_scale · coverage · BM25/max (the default, chosen by measurement, see
     # bench/RESULTS.md); "rrf": weighted reciprocal rank fusion; "dense" / "lexical": one ranker alone.
     fusion: str = "zscore"

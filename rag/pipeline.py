@@ -1,18 +1,27 @@
-"""Serving: one read-only object with the model, the index and the retriever, shared by the CLI and the app.
+"""Serving: one read-only object with the model, the index, the retriever and the answerer, shared by the CLI,
+the page and the API — the one path every question takes.
 
-Thread-safe: after `load` nothing is mutated except the lazily created answerer, guarded by a lock.
+A question is prepared once (`prepare`: cleaned, Simplified, its follow-up filled in) and that Query goes down
+to retrieval and the answer stage. Thread-safe: after `load` nothing is mutated except the lazily built
+answer stage (search needs none of it), guarded by a lock.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
+from rag.answer.answerer import Answerer
+from rag.answer.library import Library
+from rag.answer.llm import LLMClient, Verifier
 from rag.config import Settings
-from rag.store.index import Index, corpus_stale
+from rag.model.embed import load_embedder
+from rag.retrieve.query import resolve
 from rag.retrieve.retriever import Retriever
-from rag.types import Answer, Hit
+from rag.store.index import Index
+from rag.store.manifest import corpus_stale
+from rag.types import Answer, Book, Query, QueryParams, Retrieved
 
 _shared: dict[tuple, Pipeline] = {}
 _shared_lock = threading.Lock()
@@ -34,19 +43,15 @@ class Pipeline:
         self.index = index
         self.embedder = embedder
         self.retriever = retriever
-        self._answerer = None
+        self._answerer: Answerer | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: Settings, embedder=None) -> Pipeline:
         """Load the model (unless given) and the index; raises IndexMissing/Mismatch/CorruptError."""
-        if embedder is None:
-            from rag.model.embed import load_embedder
-
-            embedder = load_embedder(settings.model)
+        embedder = embedder or load_embedder(settings.model)
         index = Index.load(settings.index_dir, settings, embedder)
-        retriever = Retriever(index, embedder, settings.retrieve, settings.answer.max_question_chars)
-        return cls(settings, index, embedder, retriever)
+        return cls(settings, index, embedder, Retriever(index, embedder, settings.retrieve))
 
     @classmethod
     def shared(cls, settings: Settings, stamp: tuple[int, ...] | None) -> Pipeline:
@@ -62,25 +67,48 @@ class Pipeline:
                 _shared[key] = pipeline
             return _shared[key]
 
-    def search(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list[Hit]:
-        return self.retriever.search(question, history, k)
+    @property
+    def books(self) -> tuple[Book, ...]:
+        return self.index.books
 
     @property
-    def answerer(self):
-        """rag.answer.answerer.Answerer, created on first use (search works without the answer stage)."""
+    def answerer(self) -> Answerer:
+        """The answer stage with its collaborators (the books' facts, the LLM client, the verifier), built on
+        first use: search works without it."""
         with self._lock:
             if self._answerer is None:
-                from rag.answer.answerer import Answerer
-
-                self._answerer = Answerer(self.index, self.retriever, self.embedder, self.settings)
+                llm = LLMClient(self.settings.llm) if self.settings.llm.enabled else None
+                facts = Library(self.index.books, self.index.chunks)
+                self._answerer = Answerer(self.settings, self.index, self.retriever, self.embedder, facts,
+                                          llm, Verifier(self.embedder))
             return self._answerer
 
-    def ask(self, question: str, history: Sequence[str] = (), **options: Any) -> Answer:
-        return self.answerer.ask(question, history, **options)
+    # --- the question path ----------------------------------------------------------------------------
+
+    def prepare(self, question: str, history: Sequence[str] = ()) -> Query:
+        """The question as every stage sees it; InputError when nothing usable is left."""
+        return resolve(question, history, self.settings.answer.max_question_chars)
+
+    def search(self, question: str, history: Sequence[str] = (),
+               params: QueryParams = QueryParams()) -> Retrieved:
+        return self.retrieve(self.prepare(question, history), params)
+
+    def retrieve(self, query: Query, params: QueryParams = QueryParams()) -> Retrieved:
+        return self.retriever.search(query, k=params.k, book=params.book)
+
+    def ask(self, question: str, history: Sequence[str] = (), params: QueryParams = QueryParams()) -> Answer:
+        return self.answer(self.prepare(question, history), params)
 
     def ask_stream(self, question: str, history: Sequence[str] = (),
-                   **options: Any) -> Iterator[str | Answer]:
-        return self.answerer.ask_stream(question, history, **options)
+                   params: QueryParams = QueryParams()) -> Iterator[str | Answer]:
+        return self.answer_stream(self.prepare(question, history), params)
+
+    def answer(self, query: Query, params: QueryParams = QueryParams()) -> Answer:
+        return self.answerer.answer(query, params)
+
+    def answer_stream(self, query: Query, params: QueryParams = QueryParams()) -> Iterator[str | Answer]:
+        """Text pieces in LLM mode, always ending with the Answer."""
+        return self.answerer.answer_stream(query, params)
 
     def status(self) -> IndexStatus:
         m = self.index.manifest

@@ -18,6 +18,41 @@ Kind = Literal["body", "caption", "footnote", "toc", "front"]
 PageSource = Literal["label", "printed", "index", "estimated", "named"]
 
 AnswerMode = Literal["extractive", "direct", "llm"]
+# How an answer is written: "auto" = by the LLM when one is configured, else extractive.
+WriteMode = Literal["auto", "extractive", "llm"]
+
+
+@dataclass(frozen=True)
+class QueryParams:
+    """Per-question knobs, the same for the page, the CLI and the API (None = the setting's default)."""
+
+    k: int | None = None  # hits a search returns (RetrieveSettings.k)
+    passages: int | None = None  # hits an LLM answer reads (AnswerSettings.passages)
+    mode: WriteMode = "auto"
+    book: str | None = None  # only this book (its id); None = every loaded book
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question prepared once for every stage: cleaned, Simplified, shortened, its follow-up filled in.
+
+    `text` is what retrieval searches; `own` is the cleaned question in the user's own words (before a
+    follow-up borrowed its topic from `history`); `notices` are told to the user (e.g. it was shortened)."""
+
+    text: str
+    original: str
+    notices: tuple[str, ...] = ()
+    converted: bool = False  # Traditional characters were turned into Simplified ones
+    truncated: bool = False
+    expanded: bool = False  # a follow-up whose reference was filled in from the history
+    shown: str = ""  # the question part as typed (cleaned, not converted): what the page shows
+    own: str = ""  # the cleaned question before follow-up expansion ("" = same as text)
+    history: tuple[str, ...] = ()  # the earlier questions, prepared (turns that cannot be asked dropped)
+
+    @property
+    def words(self) -> str:
+        """The question in the user's own words (a follow-up's, not the borrowed topic)."""
+        return self.own or self.text
 
 
 @dataclass(frozen=True)
@@ -58,6 +93,7 @@ class TocEntry:
     title: str  # "做好群众工作是中国共产党人的历史责任"
     page: str | None  # printed start page label, e.g. "1" (leading zeros stripped)
     parent: str = ""  # number + title of the enclosing chapter for level 2, "" otherwise
+    book: str = ""  # id of the book whose 目录 this row is
 
     @property
     def heading(self) -> str:
@@ -90,6 +126,18 @@ class Document:
     blocks: tuple[Block, ...]
     toc: tuple[TocEntry, ...] = ()
     info: BookInfo | None = None
+    book: str = ""  # id of the book this file belongs to (rag.ingest.corpus.book_id)
+
+
+@dataclass(frozen=True)
+class Book:
+    """One book of the library: a corpus file, or a folder of files that make one book."""
+
+    id: str  # stable: derived from the file or folder name
+    title: str
+    files: tuple[str, ...]  # sources (paths relative to the corpus root), in reading order
+    toc: tuple[TocEntry, ...] = ()
+    info: BookInfo | None = None  # its 版权页 fields
 
 
 @dataclass(frozen=True)
@@ -107,6 +155,7 @@ class Chunk:
     page_end: str | None
     page_estimated: bool
     ordinal: int = 0  # position of the chunk in its document (for neighbours in the UI)
+    book: str = ""  # id of its Book
 
     @property
     def section_path(self) -> str:
@@ -122,6 +171,14 @@ class Hit:
     rank: int
     dense_score: float | None = None
     lexical_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What a search returns: the prepared question (notices, follow-up expansion) and its hits."""
+
+    query: Query
+    hits: tuple[Hit, ...]
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from rag.answer.cite import squeeze
 from rag.answer.compose import Composer, compose
 from rag.config import Settings
-from rag.answer.direct import BookFacts
+from rag.answer.library import Library
 from rag.errors import LLMError
 from rag.answer.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
                          coverage_of, list_items, question_terms)
 from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
-from rag.retrieve.query import Query, prepare, usable_history
 from rag.text.fold import is_cjk
-from rag.types import Answer, Hit
+from rag.text.numerals import cn_int
+from rag.types import Answer, Hit, Query, QueryParams
 
 REFUSAL_TEXT = REFUSAL + "。"
 
@@ -58,10 +58,10 @@ POOL_COVERAGE, POOL_EXTRA = 0.6, 3  # sentence-level lexical matches added to th
 
 @dataclass(frozen=True)
 class Plan:
-    question: str
     query: Query
     hits: tuple[Hit, ...] = ()
     passages: int = 5  # how many of the hits an LLM reads
+    book: str | None = None
     final: Answer | None = None  # direct answer or refusal: nothing more to do
     extractive: Answer | None = None
 
@@ -72,18 +72,22 @@ def foreign(text: str) -> bool:
 
 
 class Answerer:
-    """Read-only after construction and shared by all sessions (sentence vectors are cached under a lock)."""
+    """Read-only after construction and shared by all sessions (sentence vectors are cached under a lock).
 
-    def __init__(self, index, retriever, embedder, settings: Settings) -> None:
+    Its collaborators are made by rag.pipeline.Pipeline.load: the retriever, the books' facts (目录, 版权页),
+    the LLM client (None when none is configured), the marker verifier and an optional reranker of hits."""
+
+    def __init__(self, settings: Settings, index, retriever, embedder, facts: Library,
+                 llm: LLMClient | None = None, verifier: Verifier | None = None, reranker=None) -> None:
+        self.settings = settings
         self.index = index
         self.retriever = retriever
         self.embedder = embedder
-        self.settings = settings
-        self.facts = BookFacts(index.toc, index.info, index.chunks)
-        vectors = getattr(index, "sentence_vectors", None)  # the index's own sentence vectors, if any
-        self.store = SentenceStore(embedder, index.tokenizer, index.chunks, vectors)
-        self.llm = LLMClient(settings.llm) if settings.llm.enabled else None
-        self.verifier = Verifier(embedder)
+        self.facts = facts
+        self.llm = llm
+        self.verifier = verifier or Verifier(embedder)
+        self.reranker = reranker  # Callable[[Query, Sequence[Hit]], Sequence[Hit]] or None
+        self.store = SentenceStore(embedder, index.tokenizer, index.chunks, index.sentence_vectors)
         self.composer = Composer(self.store, index.chunks, index.tokenizer)
 
     def warm(self) -> None:
@@ -92,58 +96,55 @@ class Answerer:
 
     # --- public ---------------------------------------------------------------------------------------------
 
-    def ask(self, question: str, history: Sequence[str] = (), **options: Any) -> Answer:
+    def answer(self, query: Query, params: QueryParams = QueryParams()) -> Answer:
         answer = None
-        for item in self.ask_stream(question, history, **options):
+        for item in self.answer_stream(query, params):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
         return answer
 
-    def ask_stream(self, question: str, history: Sequence[str] = (),
-                   **options: Any) -> Iterator[str | Answer]:
-        """Text pieces while an LLM writes (none in extractive mode), then always the final Answer.
-
-        Options: `llm=False` forces the extractive answer; `passages=n` is how many passages the LLM reads."""
-        plan = self.plan(question, history, int(options.get("passages") or self.settings.answer.passages))
+    def answer_stream(self, query: Query, params: QueryParams = QueryParams()) -> Iterator[str | Answer]:
+        """Text pieces while an LLM writes (none in extractive mode), then always the final Answer."""
+        plan = self.plan(query, params)
         if plan.final is not None:
             yield plan.final
             return
         assert plan.extractive is not None
-        if self.llm is None or options.get("llm") is False:
+        if self.llm is None or params.mode == "extractive":
             yield plan.extractive
             return
         yield from self._with_llm(plan)
 
     # --- planning -------------------------------------------------------------------------------------------
 
-    def plan(self, question: str, history: Sequence[str] = (), passages: int | None = None) -> Plan:
+    def plan(self, query: Query, params: QueryParams = QueryParams()) -> Plan:
         """Everything up to the extractive answer; `final` is set when the LLM must not be asked."""
-        passages = passages or self.settings.answer.passages
-        cleaned = prepare(question, self.settings.answer.max_question_chars)  # InputError when empty
-        turns = usable_history(history, self.settings.answer.max_question_chars)
-        query = self.retriever.resolve(question, turns)
-        resolved = query.text if query.text != cleaned.text else None
-        base = Answer(question=question, text="", citations=(), mode="extractive", notices=cleaned.notices,
+        passages = params.passages or self.settings.answer.passages
+        own, turns = query.words, query.history
+        resolved = query.text if query.expanded else None
+        base = Answer(question=query.original, text="", citations=(), mode="extractive", notices=query.notices,
                       resolved_question=resolved)
-        direct = self.facts.answer(cleaned.text, turns)
+        direct = self.facts.answer(own, turns, params.book)
         if direct is not None:
-            return Plan(question, query, final=replace(base, text=direct.text, citations=direct.citations,
-                                                       mode="direct"))
-        items = self._ordinal_followup(cleaned.text, turns)
+            return Plan(query, final=replace(base, text=direct.text, citations=direct.citations, mode="direct"))
+        items = self._ordinal_followup(own, turns, params.book)
         qvec = self.embedder.encode_queries([query.text])[0]  # encoded once: retrieval and sentence scoring
-        hits = tuple(self.retriever.search_query(query.text, k=max(CANDIDATE_HITS, passages), qvec=qvec))
+        hits = self._search(query, qvec, max(CANDIDATE_HITS, passages), params.book)
         if items:
-            return Plan(question, query, hits, passages, extractive=compose(base, items, REFUSAL_TEXT))
-        own = cleaned.text if resolved else None  # a follow-up's own words decide which sentence answers it
-        ranked = self._rank(query.text, hits, qvec, own)
-        if self._refuse(query.text, ranked):
-            notices = base.notices + ((FOREIGN_NOTICE,) if foreign(cleaned.text) else ())
-            refusal = replace(base, text=REFUSAL_TEXT, refused=True, pointer=self.facts.pointer(query.text),
-                              notices=notices)
-            return Plan(question, query, hits, passages, final=refusal)
+            return Plan(query, hits, passages, params.book, extractive=compose(base, items, REFUSAL_TEXT))
+        ranked = self._rank(query.text, hits, qvec, own if query.expanded else None)
+        if self._refuse(query.text, ranked, params.book):
+            notices = base.notices + ((FOREIGN_NOTICE,) if foreign(own) else ())
+            refusal = replace(base, text=REFUSAL_TEXT, refused=True,
+                              pointer=self.facts.pointer(query.text, params.book), notices=notices)
+            return Plan(query, hits, passages, params.book, final=refusal)
         chosen = self.composer.choose(query.text, ranked)
-        return Plan(question, query, hits, passages, extractive=compose(base, chosen, REFUSAL_TEXT))
+        return Plan(query, hits, passages, params.book, extractive=compose(base, chosen, REFUSAL_TEXT))
+
+    def _search(self, query: Query, qvec: np.ndarray, k: int, book: str | None) -> tuple[Hit, ...]:
+        hits = self.retriever.search(query, qvec, k, book).hits
+        return tuple(self.reranker(query, hits)) if self.reranker is not None else hits
 
     def _rank(self, text: str, hits: Sequence[Hit], qvec: np.ndarray, own: str | None = None) -> list[Scored]:
         """Every body sentence of the hits, best first (目录 and 版权页 lines are the direct answers' job).
@@ -193,37 +194,29 @@ class Answerer:
         extra.sort(key=lambda x: -x[0])
         return pool + [h for _, h in extra[:POOL_EXTRA]]
 
-    def _refuse(self, text: str, ranked: Sequence[Scored]) -> bool:
+    def _refuse(self, text: str, ranked: Sequence[Scored], book: str | None) -> bool:
         if not ranked:
             return True
         best = ranked[0]
         if best.coverage < MIN_COVERAGE and best.dense < MIN_DENSE:
             return True
-        return best.coverage < FULL_COVERAGE and self._names_unloaded_part(text)
-
-    def _names_unloaded_part(self, text: str) -> bool:
-        """The question matches a 目录 row whose text is not loaded, better than any row whose text is."""
-        from rag.answer.booknav import topic_match
-
-        hit = topic_match(text, self.facts.toc, min_score=UNLOADED_TOPIC, chapter_first=True, balanced=True)
-        return hit is not None and not self.facts.is_loaded(hit.entry)
+        return best.coverage < FULL_COVERAGE and self.facts.names_unloaded_part(text, UNLOADED_TOPIC, book)
 
     # --- follow-ups ---------------------------------------------------------------------------------------
 
-    def _ordinal_followup(self, text: str, history: Sequence[str]) -> list[Sentence]:
+    def _ordinal_followup(self, text: str, history: Sequence[str], book: str | None) -> list[Sentence]:
         """「那第三个方面呢？」 after a list question: item three of the enumeration that question was answered
         from (the list question is re-retrieved; no LLM)."""
         m = ORDINAL_FOLLOWUP.search(text)
         if not m or len(text) > 14:
             return []
-        from rag.answer.booknav import cn_int
-
         n = cn_int(m.group(1)) or 0
         for previous in reversed(history):
             if not LIST_QUESTION.search(previous):
                 continue
             qvec = self.embedder.encode_queries([previous])[0]
-            ranked = self._rank(previous, self.retriever.search_query(previous, CANDIDATE_HITS, qvec), qvec)
+            earlier = Query(text=previous, original=previous, own=previous)
+            ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec)
             items = self.composer.numbered_items(previous, ranked) if ranked else []
             return [items[n - 1]] if 0 < n <= len(items) else []
         return []
@@ -235,7 +228,7 @@ class Answerer:
         passages = [h.chunk for h in plan.hits[: plan.passages]]
         pieces: list[str] = []
         try:
-            for piece in self.llm.stream(build_messages(plan.query.text, passages)):
+            for piece in self.llm.stream(build_messages(plan.query.text, passages, self.facts.titles())):
                 pieces.append(piece)
                 yield piece
             checked = self.verifier.check("".join(pieces), passages)
@@ -243,6 +236,6 @@ class Answerer:
             notice = f"{exc}；已改用摘录式回答。"
             yield replace(plan.extractive, notices=plan.extractive.notices + (notice,))
             return
-        answer = llm_answer(plan.question, checked, plan.extractive.notices)
-        yield replace(answer, resolved_question=plan.extractive.resolved_question,
-                      pointer=self.facts.pointer(plan.query.text) if checked.refused else None)
+        answer = llm_answer(plan.query.original, checked, plan.extractive.notices)
+        pointer = self.facts.pointer(plan.query.text, plan.book) if checked.refused else None
+        yield replace(answer, resolved_question=plan.extractive.resolved_question, pointer=pointer)

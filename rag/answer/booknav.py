@@ -13,15 +13,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Sequence
 
-from rag.ingest.front import CN_NUM
+from rag.text.numerals import CHAPTER_REF, CN_NUM, PAGE_REF, SECTION_REF, cn_int
 from rag.answer.cite import bigrams, squeeze
 from rag.types import Chunk, TocEntry
 
-_CN_VALUE = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_NUM = rf"([0-9]+|[{CN_NUM}]+)"  # the 目录's chapter numerals (rag/book.py)
-CHAPTER_REF = re.compile(rf"第{_NUM}章")
-SECTION_REF = re.compile(rf"第{_NUM}节")
-PAGE_REF = re.compile(rf"第{_NUM}页")
 _THIS_CHAPTER = re.compile(r"这一章|这章|本章|该章|此章|同一章|这一部分")
 _THIS_SECTION = re.compile(r"这一节|这节|本节|该节|此节|它|其")
 _NEXT = re.compile(r"下一(章|节)")
@@ -44,33 +39,6 @@ _PUNCT = re.compile(r"[\s\W_]+")
 RouteKind = Literal[
     "count_chapters", "list_chapters", "count_sections", "afterword", "page", "topic", "start_page", "content"
 ]
-
-
-def cn_int(text: str) -> int | None:
-    """「十二」→12, 「3」→3, 「一百零五」→105; None when it is not a number."""
-    text = unicodedata.normalize("NFKC", text)
-    if text.isdigit():
-        return int(text)
-    total, digit = 0, 0
-    for ch in text:
-        if ch in _CN_VALUE:
-            digit = _CN_VALUE[ch]
-        elif ch in "十百":
-            total += (digit or 1) * (10 if ch == "十" else 100)
-            digit = 0
-        else:
-            return None
-    return total + digit if text else None
-
-
-def int_cn(n: int) -> str:
-    """12 → 「十二」 (1..99), larger numbers in digits."""
-    if not 0 < n < 100:
-        return str(n)
-    tens, ones = divmod(n, 10)
-    digits = "一二三四五六七八九"
-    head = "" if tens == 0 else ("十" if tens == 1 else digits[tens - 1] + "十")
-    return head + ("" if ones == 0 else digits[ones - 1])
 
 
 @dataclass(frozen=True)

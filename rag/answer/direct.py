@@ -10,20 +10,23 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from rag.answer.booknav import Chapter, Topic, chapters_of, cn_int, int_cn, loaded_parts, route, topic_match
+from rag.answer.booknav import Chapter, Topic, chapters_of, loaded_parts, route, topic_match
 from rag.answer.cite import find_span, line_span, make_citation
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
-from rag.types import Answer, BookInfo, Chunk, Citation, TocEntry
+from rag.text.numerals import cn_int, int_cn
+from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
 POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question at a chapter/section
 NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
 
 class BookFacts:
-    """The 版权页 and 目录 of the loaded book, with the chunks they are cited from."""
+    """The 版权页 and 目录 of one book, with its chunks they are cited from."""
 
-    def __init__(self, toc: Sequence[TocEntry], info: BookInfo | None, chunks: Sequence[Chunk]) -> None:
-        self.toc = tuple(toc)
-        self.info = info
+    def __init__(self, book: Book, chunks: Sequence[Chunk]) -> None:
+        self.book = book
+        self.toc = tuple(book.toc)
+        self.info = book.info
+        info = book.info
         self.chapters = chapters_of(self.toc)
         self.back = tuple(e for e in self.toc if e.level == 1 and not e.number)  # 后记
         self.toc_chunks = tuple(c for c in chunks if c.kind == "toc")
@@ -52,6 +55,11 @@ class BookFacts:
 
     def is_loaded(self, entry: TocEntry) -> bool:
         return self._is_loaded(entry)
+
+    def names_unloaded_part(self, question: str, min_score: float) -> bool:
+        """The question matches a 目录 row whose text is not loaded, better than any row whose text is."""
+        hit = topic_match(question, self.toc, min_score=min_score, chapter_first=True, balanced=True)
+        return hit is not None and not self._is_loaded(hit.entry)
 
     # --- 目录 ----------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from rag.answer.cite import squeeze
 from rag.store.lexical import terms
+from rag.text.numerals import ORDINAL_REF, cn_int
 from rag.text.sentences import SENTENCE_END, split_sentences
 from rag.types import Chunk
 
@@ -190,7 +191,7 @@ def near_duplicate(a: str, b: str) -> bool:
 # --- choosing sentences -------------------------------------------------------------------------------------
 
 LIST_QUESTION = re.compile(r"哪几|哪些|有几|几个方面|几大|几点|几条|哪三|哪四|哪五|列举|包括什么|分别")
-ORDINAL_FOLLOWUP = re.compile(r"第([一二三四五六七八九十\d]+)(?:个方面|个|点|条|项|方面|部分)")
+ORDINAL_FOLLOWUP = ORDINAL_REF
 _ITEM_FAMILIES = (
     re.compile(r"^第([一二三四五六七八九十]+)[，,、]"),
     re.compile(r"^（([一二三四五六七八九十]+)）"),
@@ -242,8 +243,6 @@ def enumeration(sentences: Sequence[Sentence]) -> list[Sentence]:
 
 
 def _item_number(label: str) -> int:
-    from rag.answer.booknav import cn_int
-
     return _SEQUENCE.get(label) or cn_int(label) or 0
 
 

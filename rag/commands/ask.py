@@ -1,9 +1,7 @@
 """python -m rag ask: an answer with numbered, checkable sources — the same pipeline as the chat page.
 
-JSON per question (other tools and tests rely on it): {"question", "answer", "refused", "mode", "citations":
-[{"n", "chunk_id", "quote", "text", "section", "page", "page_end", "page_estimated", "source", "score"}]};
-`section` is the full path joined by " › ". In --batch mode a line that cannot be asked keeps its place in the
-output with an added "error".
+JSON per question: rag/schema.py (`answer_json`), the same shape the HTTP API returns. In --batch mode a line
+that cannot be asked keeps its place in the output with an added "error".
 """
 
 from __future__ import annotations
@@ -12,11 +10,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
 from rag.commands.search import open_pipeline, read_batch
 from rag.errors import InputError
+from rag.pipeline import Pipeline
 from rag.render import visible
+from rag.schema import answer_error_json, answer_json
+from rag.store.manifest import rebuild_command
 from rag.types import Answer, Citation
 
 
@@ -30,18 +29,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="输出 JSON（每个问题一行）")
     p.add_argument("--batch", type=Path, default=None, metavar="FILE",
                    help='批量提问：每行一个 JSON 对象 {"question": …, "history": […]} 或一行一个问题')
-
-
-def answer_json(answer: Answer) -> dict[str, Any]:
-    return {"question": answer.question, "answer": answer.text, "refused": answer.refused,
-            "mode": answer.mode, "citations": [citation_json(c) for c in answer.citations]}
-
-
-def citation_json(c: Citation) -> dict[str, Any]:
-    ch = c.chunk
-    return {"n": c.n, "chunk_id": ch.id, "quote": c.quote, "text": ch.text, "section": ch.section_path,
-            "page": ch.page, "page_end": ch.page_end, "page_estimated": ch.page_estimated,
-            "source": ch.source, "score": round(c.score, 6)}
 
 
 def source_line(c: Citation) -> str:
@@ -72,7 +59,7 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
         print(f"    “{visible(c.quote)}”")
 
 
-def ask_one(pipeline, question: str, history: list[str], as_json: bool) -> None:
+def ask_one(pipeline: Pipeline, question: str, history: list[str], as_json: bool) -> None:
     if as_json:
         print(json.dumps(answer_json(pipeline.ask(question, history)), ensure_ascii=False))
         return
@@ -85,10 +72,8 @@ def ask_one(pipeline, question: str, history: list[str], as_json: bool) -> None:
             streamed = True
 
 
-def warn_if_stale(pipeline) -> None:
+def warn_if_stale(pipeline: Pipeline) -> None:
     """An index older than the corpus still answers, from the old text: say so, with the rebuild command."""
-    from rag.store.index import rebuild_command
-
     status = pipeline.status()
     if status.stale:
         print(f"警告：索引与语料不一致（{status.stale_reason}），回答仍来自旧索引。"
@@ -105,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         try:
             out = answer_json(pipeline.ask(question, history))
         except InputError as exc:
-            out = {"question": question, "answer": "", "refused": False, "mode": "extractive",
-                   "citations": [], "error": str(exc)}
+            out = answer_error_json(question, str(exc))
         print(json.dumps(out, ensure_ascii=False), flush=True)
     return 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from rag.config import ModelSettings, Settings
+from rag.config import Settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,17 +25,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with --corpus/--index/--model on top (shared by build/search/eval)."""
     s = Settings.from_env()
     name = getattr(args, "model", None)
-    model = ModelSettings(name, s.model.batch_size, s.model.device) if name else None
+    model = replace(s.model, name=name) if name else None  # the rest (RAG_BACKEND, batch, device) is kept
     corpus = tuple(args.corpus) if getattr(args, "corpus", None) else None
     return s.with_overrides(index_dir=getattr(args, "index", None), model=model, corpus=corpus)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag.store.index import build_index
+    from rag.build import build  # the model and the build stage load only when building
 
     settings = settings_from_args(args)
     start = time.perf_counter()
-    report = build_index(settings, progress=not args.quiet, force=args.force)
+    report = build(settings, progress=not args.quiet, force=args.force)
     total = time.perf_counter() - start
     if report.up_to_date:
         print(f"索引已是最新，未重建：{report.index_dir}")

@@ -9,11 +9,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from rag.commands.build import settings_from_args
+from rag.config import ROOT
+from rag.eval.questions import format_report, load_questions
+from rag.eval.run import GROUPS, evaluate
+from rag.pipeline import Pipeline
+
+QUESTIONS = ROOT / "tests" / "data" / "questions.jsonl"  # the project's question set (the CLI's default)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from rag.eval.retrieval import GROUPS, QUESTIONS
-
     p = subparsers.add_parser("eval", help="在问题集上评测检索质量（按题型给出 R@1、R@5、MRR@10）")
     p.add_argument("--questions", type=Path, default=QUESTIONS, metavar="FILE", help="问题集（JSONL）")
     p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
@@ -26,9 +30,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag.eval.retrieval import evaluate, format_report, load_questions
-    from rag.pipeline import Pipeline
-
     questions = load_questions(args.questions)
     settings = settings_from_args(args)
     if args.fusion:

@@ -1,8 +1,6 @@
 """python -m rag search: ranked passages for a question (or a batch of them), as text or JSON.
 
-JSON per query (other tools and tests rely on it): {"query": str, "hits": [{"rank", "chunk_id", "score",
-"text", "section", "page", "page_end", "page_estimated", "kind", "source"}]}; `section` is the full path
-joined by " › ".
+JSON per query: rag/schema.py (`search_json`), the same shape the HTTP API returns.
 """
 
 from __future__ import annotations
@@ -15,10 +13,12 @@ from typing import Any, Iterator
 
 from rag.commands.build import settings_from_args
 from rag.errors import InputError
-from rag.retrieve.query import prepare
+from rag.pipeline import Pipeline
 from rag.render import visible
+from rag.retrieve.query import prepare
+from rag.schema import search_error_json, search_json
 from rag.text.fold import one_line
-from rag.types import Hit
+from rag.types import Hit, QueryParams
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,13 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="输出 JSON（每个问题一行）")
     p.add_argument("--batch", type=Path, default=None, metavar="FILE",
                    help='批量检索：每行一个 JSON 对象 {"question": …, "history": […]} 或一行一个问题')
-
-
-def hit_json(hit: Hit) -> dict[str, Any]:
-    c = hit.chunk
-    return {"rank": hit.rank, "chunk_id": c.id, "score": round(hit.score, 6), "text": c.text,
-            "section": c.section_path, "page": c.page, "page_end": c.page_end,
-            "page_estimated": c.page_estimated, "kind": c.kind, "source": c.source}
 
 
 def read_batch(path: Path) -> Iterator[tuple[str, list[str]]]:
@@ -61,13 +54,11 @@ def read_batch(path: Path) -> Iterator[tuple[str, list[str]]]:
             yield line.strip(), []
 
 
-def open_pipeline(args: argparse.Namespace):
+def open_pipeline(args: argparse.Namespace) -> Pipeline:
     """The Pipeline for `search`/`ask`, once the arguments are known to be usable (one question xor --batch;
     a blank question is told at once, before the model is loaded). One load serves a whole batch."""
     if (args.question is None) == (args.batch is None):
         raise InputError("请给出一个问题，或用 --batch FILE 指定批量问题文件（二者选一）。")
-    from rag.pipeline import Pipeline
-
     settings = settings_from_args(args)
     if args.question is not None:
         prepare(args.question, settings.answer.max_question_chars)
@@ -79,13 +70,14 @@ def run(args: argparse.Namespace) -> int:
     if args.batch is None:
         show(pipeline, args.question, args.history, args.k, args.json)
         return 0
+    params = QueryParams(k=args.k)
     for question, history in read_batch(args.batch):
         try:
-            hits = pipeline.search(question, history, args.k)
+            found = pipeline.search(question, history, params)
         except InputError as exc:  # one bad line must not stop the batch; it keeps its place in the output
-            print(json.dumps({"query": question, "hits": [], "error": str(exc)}, ensure_ascii=False))
+            print(json.dumps(search_error_json(question, str(exc)), ensure_ascii=False))
             continue
-        print(json.dumps({"query": question, "hits": [hit_json(h) for h in hits]}, ensure_ascii=False))
+        print(json.dumps(search_json(question, found.hits), ensure_ascii=False))
     return 0
 
 
@@ -100,11 +92,11 @@ def page_label(hit: Hit) -> str:
     return f"第 {pages} 页" + ("（估计）" if c.page_estimated else "")
 
 
-def show(pipeline, question: str, history: list[str], k: int | None, as_json: bool) -> None:
-    query = pipeline.retriever.resolve(question, history)
-    hits = pipeline.retriever.search_query(query.text, k)
+def show(pipeline: Pipeline, question: str, history: list[str], k: int | None, as_json: bool) -> None:
+    found = pipeline.search(question, history, QueryParams(k=k))
+    query, hits = found.query, found.hits
     if as_json:
-        print(json.dumps({"query": question, "hits": [hit_json(h) for h in hits]}, ensure_ascii=False))
+        print(json.dumps(search_json(question, hits), ensure_ascii=False))
         return
     for notice in query.notices:
         print(f"提示：{notice}", file=sys.stderr)

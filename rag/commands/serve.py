@@ -68,7 +68,7 @@ def preload(address: str, port: int) -> None:
     wait_healthy(health_url(address, port))  # then load; if the check never answers, load anyway
     from rag.config import Settings
     from rag.errors import RagError
-    from rag.store.index import manifest_stamp
+    from rag.store.manifest import manifest_stamp
     from rag.pipeline import Pipeline
 
     try:

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from typing import Sequence
 
-from rag.eval.retrieval import GroupReport, Question
+from rag.eval.questions import GroupReport, Question
 from rag.types import Answer
 
 COLUMNS = ("n", "正确", "引文", "出处")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -75,6 +75,14 @@ def _list_files(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
     return out
 
 
+def book_id(name: str) -> str:
+    """The stable id of the book a corpus file belongs to: a file directly in a corpus folder is a book of its
+    own (its name without the extension), a file in a sub-folder belongs to the book of that folder."""
+    parts = Path(name).parts
+    stem = parts[0] if len(parts) > 1 else Path(name).stem
+    return re.sub(r"[\s/\\]+", "-", stem).strip("-") or "book"
+
+
 def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
@@ -111,8 +119,9 @@ def read_document(path: Path, root: Path) -> Document:
         original=layout.original,
         pages=layout.pages,
         blocks=layout.blocks,
-        toc=parse_toc(layout.toc_text),
+        toc=tuple(replace(e, book=book_id(name)) for e in parse_toc(layout.toc_text)),
         info=info,
+        book=book_id(name),
     )
 
 

@@ -9,12 +9,9 @@ import re
 from dataclasses import dataclass
 
 from rag.text.fold import normalize, squeeze
+from rag.text.numerals import CHAPTER_RE, SECTION_RE
 from rag.types import BookInfo, TocEntry
 
-CN_NUM = "一二三四五六七八九十百零〇两"
-_NUM = rf"[{CN_NUM}]+|\d+"
-CHAPTER_RE = re.compile(rf"^\s*(第\s*(?:{_NUM})\s*章)\s*(.*)$")
-SECTION_RE = re.compile(rf"^\s*(第\s*(?:{_NUM})\s*节)\s*(.*)$")
 TOC_TITLE_RE = re.compile(r"^\s*目\s*录\s*$")
 PREFACE_RE = re.compile(r"^\s*(序\s*言|前\s*言|序|出版说明|编者的话)\s*$")
 AFTERWORD_RE = re.compile(r"^\s*(后\s*记|结\s*束\s*语|附\s*录.*)\s*$")

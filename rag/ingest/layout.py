@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rag.ingest.front import (AFTERWORD_RE, CHAPTER_RE, PREFACE_RE, SECTION_RE, Zone, anchor_page, find_front_matter,
-                      parse_toc)
+from rag.ingest.front import AFTERWORD_RE, PREFACE_RE, Zone, anchor_page, find_front_matter, parse_toc
+from rag.text.numerals import CHAPTER_RE, SECTION_RE
 from rag.ingest.pages import ROMAN, PageTable, RawPage, strip_running_lines
 from rag.text.fold import is_cjk, squeeze
 from rag.text.sentences import CLAUSE_END, ends_sentence

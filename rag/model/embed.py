@@ -24,6 +24,11 @@ import numpy as np
 
 from rag.config import DEFAULT_MODEL_DIR, ModelSettings
 from rag.errors import ModelError
+from rag.model.fingerprint import model_fingerprint, onnx_fingerprint
+from rag.model.convert import ensure_default_model
+from rag.model.onnx import EXPORT_VERSION, FILES, OnnxEncoder, needed_files, onnx_dir, provision_onnx, read_receipt
+from rag.files import unchanged
+from rag.model.runtime import quiet_libraries
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -32,7 +37,6 @@ QUERY_PROMPT_NAMES = ("query",)
 # sentence-transformers ≥ 5 injects an empty "document" prompt into models that lack one, so an empty value
 # must not hide a real "passage" prompt further down this list.
 PASSAGE_PROMPT_NAMES = ("document", "passage", "corpus")
-_SKIP_IN_FINGERPRINT = {"provenance.json", "README.md"}
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 _cache: dict[tuple[str, str], Embedder] = {}
@@ -150,8 +154,6 @@ def _load(settings: ModelSettings) -> Embedder:
 
 def _load_onnx(settings: ModelSettings, path: Path | None, backend: str) -> Embedder:
     """The ONNX files are made from this directory's weights on first use (or by `python -m rag model`)."""
-    from rag.model.onnx import OnnxEncoder, provision_onnx
-
     if path is None or path.resolve() != DEFAULT_MODEL_DIR.resolve():
         raise ModelError(f"推理后端 {backend} 只支持默认模型，{settings.name} 请使用 RAG_BACKEND=torch（或 auto）。")
     source = model_fingerprint(path)
@@ -161,19 +163,10 @@ def _load_onnx(settings: ModelSettings, path: Path | None, backend: str) -> Embe
                     backend)
 
 
-def onnx_fingerprint(backend: str, source: str, onnx_sha256: str) -> str:
-    """What an index records for vectors of an ONNX backend: the backend, the source weights' fingerprint and
-    the graph file's sha256; int8 also says its texts are encoded one per run (rag/onnx_model.py)."""
-    recipe = f"{backend}\0{source}\0{onnx_sha256}" + ("\0one-per-run" if backend == "onnx-int8" else "")
-    return hashlib.sha256(recipe.encode()).hexdigest()
-
-
 def _local_dir(name: str) -> Path | None:
     """A local model directory for `name`, provisioning the default one; None means "a hub name"."""
     path = Path(name).expanduser()
     if path.resolve() == DEFAULT_MODEL_DIR.resolve():
-        from rag.model.convert import ensure_default_model
-
         return ensure_default_model(DEFAULT_MODEL_DIR.parent)
     if path.is_dir():
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
@@ -186,7 +179,7 @@ def _local_dir(name: str) -> Path | None:
 
 
 def _open(name: str, device: str, local_files_only: bool) -> SentenceTransformer:
-    _quiet_libraries()
+    quiet_libraries()
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -199,92 +192,6 @@ def _open(name: str, device: str, local_files_only: bool) -> SentenceTransformer
                          "或去掉该设置以使用默认模型。") from exc
 
 
-_threads_set = False
-
-
-def _quiet_libraries() -> None:
-    """Once per process: torch uses the cores we may use (2 on CI), no weight-loading progress bars.
-
-    OpenMP threads that spin while waiting starve each other as soon as anything else runs on the 2 cores
-    (Streamlit, a build, a second test run): one query took 1.9 s instead of 0.14 s at load average 8.
-    Passive waiting must be chosen before torch starts its thread pool; an explicit setting wins."""
-    global _threads_set
-    if _threads_set:
-        return
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    _threads_set = True
-
-
-def _model_files(path: Path) -> list[Path]:
-    """The files that make the model (hidden files, the receipt and README aside), in a fixed order."""
-    files = []
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = file.relative_to(path)
-        if rel.as_posix() not in _SKIP_IN_FINGERPRINT and not any(part.startswith(".") for part in rel.parts):
-            files.append(file)
-    return files
-
-
-def fingerprint_of(digests: Sequence[tuple[str, str]]) -> str:
-    """The directory fingerprint from (relative path, sha256 hex) pairs in _model_files order."""
-    digest = hashlib.sha256()
-    for rel, sha in digests:
-        digest.update(rel.encode() + b"\0" + bytes.fromhex(sha))
-    return digest.hexdigest()
-
-
-def dir_fingerprint(path: Path) -> str:
-    """sha256 over the directory's files (weights, tokenizer, configs), so an index knows its exact model."""
-    pairs = []
-    for file in _model_files(path):
-        with open(file, "rb") as fh:
-            pairs.append((file.relative_to(path).as_posix(), hashlib.file_digest(fh, "sha256").hexdigest()))
-    return fingerprint_of(pairs)
-
-
-def _stamp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.fingerprint.json")
-
-
-def _listing(path: Path) -> dict[str, list[int]]:
-    stats = {f.relative_to(path).as_posix(): f.stat() for f in _model_files(path)}
-    return {rel: [st.st_size, st.st_mtime_ns] for rel, st in stats.items()}
-
-
-def write_stamp(path: Path, fingerprint: str, listing: dict[str, list[int]] | None = None) -> None:
-    """Remember the fingerprint next to the directory, keyed by every file's size and mtime."""
-    stamp = _stamp_path(path)
-    try:
-        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "files": listing or _listing(path)}),
-                       encoding="utf-8")
-        os.replace(tmp, stamp)
-    except OSError:
-        pass  # a read-only place: the fingerprint is simply hashed again next time
-
-
-def model_fingerprint(path: Path) -> str:
-    """dir_fingerprint without reading ~490 MB on every load: the stamp written next to the directory (by the
-    converter from its receipt's checksums, or after the last full hash) is trusted while every file keeps its
-    size and mtime, as make and rsync judge files; any copy, edit or added file means hashing again."""
-    listing = _listing(path)
-    try:
-        saved = json.loads(_stamp_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = {}
-    if saved.get("files") == listing and isinstance(saved.get("fingerprint"), str):
-        return saved["fingerprint"]
-    fingerprint = dir_fingerprint(path)
-    write_stamp(path, fingerprint, listing)
-    return fingerprint
-
-
 def _hub_fingerprint(name: str) -> str:
     """A hub model is identified by its name and the cached snapshot's commit."""
     try:
@@ -295,3 +202,22 @@ def _hub_fingerprint(name: str) -> str:
     except Exception:
         revision = "unknown"
     return f"hub:{name}@{revision}"
+
+
+def planned_fingerprint(model: ModelSettings) -> str | None:
+    """The fingerprint load_embedder(model) would give, without loading the model: for the ONNX backends of
+    the default model, from its fingerprint stamp and the ONNX receipt (as rag/embed.py:_load_onnx forms it).
+    None when that takes a load (torch backend, another model, ONNX files missing or from other weights)."""
+    backend = resolve_backend(model)
+    if backend not in FILES or Path(model.name).expanduser().resolve() != DEFAULT_MODEL_DIR.resolve():
+        return None
+    path = ensure_default_model(DEFAULT_MODEL_DIR.parent)  # what loading does first (a no-op when current)
+    source = model_fingerprint(path)
+    folder = onnx_dir(path)
+    receipt = read_receipt(folder)
+    if receipt.get("source_fingerprint") != source or receipt.get("export_version") != EXPORT_VERSION:
+        return None
+    files = receipt.get("files") or {}
+    if not all(n in files and unchanged(folder / FILES[n], files[n]) for n in needed_files(backend)):
+        return None
+    return onnx_fingerprint(backend, source, files[backend]["sha256"])

@@ -18,9 +18,6 @@ the model's sentence-transformers modules (1_Pooling, 2_Normalize) do them.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -33,8 +30,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.errors import ModelError
+from rag.files import file_record, locked, unchanged, version, write_atomic
+from rag.model.runtime import quiet_libraries
 
-EXPORT_VERSION = 3  # bump whenever the exported files would change
+EXPORT_VERSION = 4  # bump whenever the exported files (or the receipt's format) would change
 FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 TOOLS = ("torch", "transformers", "onnx", "onnxruntime")
 OPSET = 17
@@ -42,25 +41,6 @@ OPSET = 17
 
 def onnx_dir(model_dir: Path) -> Path:
     return model_dir.with_name(model_dir.name + "-onnx")
-
-
-def file_record(path: Path, sha256: str | None = None) -> dict:
-    """What a receipt says about a file: size and mtime (checked on every load) and sha256 (the identity)."""
-    st = path.stat()
-    if sha256 is None:
-        with open(path, "rb") as fh:
-            sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
-    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def unchanged(path: Path, record: dict) -> bool:
-    """The file is the one the receipt describes, judged by size and mtime, as make and rsync do: a copy or
-    an edit changes the mtime, and then the caller hashes the bytes instead of trusting the receipt."""
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return st.st_size == record.get("size") and st.st_mtime_ns == record.get("mtime_ns")
 
 
 def read_receipt(folder: Path) -> dict:
@@ -79,9 +59,7 @@ def provision_onnx(model_dir: Path, source_fingerprint: str, backend: str = "onn
     sha256, and whether this call had to make it. A file lock makes concurrent processes wait for one
     export."""
     folder = onnx_dir(model_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(folder / ".lock"):
         receipt = read_receipt(folder)
         mine = {"source_fingerprint": source_fingerprint, "export_version": EXPORT_VERSION}
         if any(receipt.get(k) != v for k, v in mine.items()):
@@ -92,11 +70,11 @@ def provision_onnx(model_dir: Path, source_fingerprint: str, backend: str = "onn
             path = folder / FILES[name]
             if force or name not in files or not unchanged(path, files[name]):
                 (_export if name == "onnx" else _quantize)(model_dir, folder)
-                files[name] = file_record(path)
+                files[name] = file_record(path, mtime=True)
                 made = True
         if made:
-            receipt["tools"] = {t: _version(t) for t in TOOLS}
-            _write_atomic(folder / "provenance.json", json.dumps(receipt, indent=2, sort_keys=True) + "\n")
+            receipt["tools"] = {t: version(t) for t in TOOLS}
+            write_atomic(folder / "provenance.json", json.dumps(receipt, indent=2, sort_keys=True) + "\n")
         return folder / FILES[backend], files[backend]["sha256"], made
 
 
@@ -104,19 +82,6 @@ def needed_files(backend: str) -> list[str]:
     if backend not in FILES:
         raise ModelError(f"未知的推理后端 {backend!r}：可选 torch、onnx、onnx-int8（RAG_BACKEND）。")
     return ["onnx"] if backend == "onnx" else ["onnx", backend]
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _export(model_dir: Path, folder: Path) -> None:
@@ -141,9 +106,7 @@ def _export(model_dir: Path, folder: Path) -> None:
     # Eager attention exports as plain MatMul/Softmax, the pattern ONNX Runtime's BERT optimiser fuses into
     # Attention, EmbedLayerNormalization, SkipLayerNormalization and BiasGelu (measured: −6 % CPU per query,
     # +19 % passages/s against the unfused graph, same vectors).
-    from rag.model.embed import _quiet_libraries
-
-    _quiet_libraries()  # no weight-loading progress bar; torch threads as the embedder sets them
+    quiet_libraries()  # no weight-loading progress bar; torch threads as the embedder sets them
     bert = BertModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
     ids = torch.tensor([[0, 6, 7, 8, 2], [0, 6, 7, 2, 1]])
     axes = {"batch": 0, "tokens": 1}
@@ -344,11 +307,11 @@ def _core_vocabulary(path: Path, cache_dir: Path):
     table = np.asarray(ids, dtype=np.int64)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(files["json"], core)
+        write_atomic(files["json"], core)
         tmp = cache_dir / f".tokenizer-core.{os.getpid()}.npy"
         np.save(tmp, table, allow_pickle=False)
         os.replace(tmp, files["ids.npy"])
-        _write_atomic(files["key.json"], json.dumps(key))
+        write_atomic(files["key.json"], json.dumps(key))
     except OSError:
         pass  # a read-only folder: derived again next time
     return Tokenizer.from_str(core), table

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import lru_cache
 from typing import Sequence
 
 from rag.errors import InputError
+from rag.text.numerals import ORDINAL_REF
+from rag.types import Query
 
 EMPTY_MESSAGE = "请输入问题。问题为空或只包含空白、控制字符，例如可以问：什么是党的群众工作？"
 NO_WORDS_MESSAGE = "问题里没有文字（只有表情符号或标点），请用文字说说想问什么，例如：什么是党的群众工作？"
@@ -26,19 +28,6 @@ _SENTENCE_END = re.compile(r"[。！？!?；;]+[”’」』）)]*")
 # ANSI/VT escape sequences (CSI … final byte, OSC … BEL/ST, and two-byte ESC x) pasted from a terminal.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _SPACE = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class Query:
-    """A cleaned question ready for retrieval; `notices` are told to the user (e.g. it was shortened)."""
-
-    text: str
-    original: str
-    notices: tuple[str, ...] = ()
-    converted: bool = False  # Traditional characters were turned into Simplified ones
-    truncated: bool = False
-    expanded: bool = False  # a follow-up whose reference was filled in from the history
-    shown: str = ""  # the question part as typed (cleaned, not converted): what the page shows
 
 
 @lru_cache(maxsize=1)
@@ -112,6 +101,15 @@ def question_part(text: str, max_chars: int) -> str:
     return text[:max_chars].rstrip()
 
 
+def resolve(question: str, history: Sequence[str], max_chars: int) -> Query:
+    """The question prepared once for every stage: `prepare`d, the usable earlier questions kept in
+    `history`, and a follow-up's reference filled in from them (`text`; the user's own words stay in `own`)."""
+    query = prepare(question, max_chars)
+    turns = tuple(usable_history(history, max_chars))
+    expanded = expand_followup(query.text, turns)
+    return replace(query, own=query.text, history=turns, text=expanded, expanded=expanded != query.text)
+
+
 def usable_history(history: Sequence[str], max_chars: int) -> list[str]:
     """The prepared text of each earlier question; one that cannot be asked (blank, emoji only) is skipped
     rather than failing the question that follows it."""
@@ -132,7 +130,6 @@ _PRONOUNS = ("这一部分", "这一章", "这一节", "这一条", "这一点",
              "这", "那")
 _NOT_PRONOUN = ("其他", "其实", "其余", "此外", "这样", "那样", "那么", "这么", "那里", "这里")
 _CONNECTIVES = ("那么", "还有", "另外", "此外", "然后", "那", "再")
-_ORDINAL = re.compile(r"第[一二三四五六七八九十\d]+(?:点|条|个|项|方面|部分)")
 # Question words and particles: what is left after removing them is the topic of a question.
 _QWORDS = re.compile(
     r"请问|请你|请|介绍一下|介绍|简述|说说|谈谈|讲讲|解释一下|解释|具体|详细|主要讲了|主要讲|讲的是什么|讲了什么|讲什么|"
@@ -172,7 +169,7 @@ def is_followup(question: str) -> bool:
         body != text
         or text.startswith(("其他", "其余"))
         or _leading_pronoun(body) is not None
-        or bool(_ORDINAL.search(text)) and len(_topic(_ORDINAL.sub("", text))) <= 4
+        or bool(ORDINAL_REF.search(text)) and len(_topic(ORDINAL_REF.sub("", text))) <= 4
         or len(_topic(text)) <= 2
     )
 

@@ -7,15 +7,12 @@ so the answerer and the UI can label it.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
-from rag.config import AnswerSettings, RetrieveSettings
-from rag.store.index import NO_DENSE, top_rows
-from rag.retrieve.query import Query, expand_followup, prepare, usable_history
-from rag.types import Chunk, Hit
+from rag.config import RetrieveSettings
+from rag.types import Chunk, Hit, Query, Retrieved
 
 FOOTNOTE_MARK = re.compile(r"\^?[①-⑳]|\^\d+")  # "^①" in the text and at the start of its footnote
 DUPLICATE = 0.8  # a hit whose text is this much shown by a better hit is left out
@@ -30,46 +27,55 @@ def rrf(rankings: Sequence[Sequence[int]], weights: Sequence[float], k: int) -> 
     return fused
 
 
-def fuse(dense: np.ndarray, lexical: np.ndarray, coverage: float,
+NO_DENSE = -1.0  # dense score of a chunk none of whose sentences was among the dense candidates
+
+
+def fuse(dense: dict[int, float], lexical: dict[int, float], coverage: float,
          s: RetrieveSettings) -> list[tuple[int, float]]:
     """(row, fused score) best first, over the union of the top `candidates` of each ranker.
 
-    Default "zscore": z-score of the dense scores (over all chunks) + lexical_scale · coverage · BM25 / max.
-    The dense z-score says how far a chunk stands out from the rest of the book for this question; BM25 is
-    scaled to [0, 1] and trusted in proportion to how much of the question's wording occurs in the book at
-    all. Measured on CMRC and the book's questions (bench/RESULTS.md) against RRF: better R@1 and MRR@10 on
-    both, same or better R@5; lexical_scale 3 was chosen on half of CMRC and confirmed on the other half.
+    `dense` and `lexical` are the stores' candidates (chunk row → score, float32 as the stores give them).
+    Default "zscore": z-score of the dense scores + lexical_scale · coverage · BM25 / max. The dense z-score
+    says how far a chunk stands out from the rest of the book for this question; BM25 is scaled to [0, 1] and
+    trusted in proportion to how much of the question's wording occurs in the book at all. Measured on CMRC
+    and the book's questions (bench/RESULTS.md) against RRF: better R@1 and MRR@10 on both, same or better
+    R@5; lexical_scale 3 was chosen on half of CMRC and confirmed on the other half.
 
-    `dense` holds NO_DENSE for a chunk that got no dense score (an HNSW index returns only the best
-    HNSW_DEPTH sentences, rag/ann.py). Then mean and spread are taken over the chunks that did, and the others
-    get the lowest of their z-scores: dense alone never lifts them above a candidate, BM25 still counts.
+    When every chunk has a dense candidate (a book: all its sentence vectors are searched), mean and spread
+    are those of all chunks; otherwise (a library, or HNSW) they are taken over the candidates, and a chunk
+    without a dense score gets the lowest of their z-scores: dense alone never lifts it above a candidate,
+    BM25 still counts.
     """
-    dense_top = top_rows(dense, s.candidates, NO_DENSE)
-    lexical_top = top_rows(lexical, s.candidates, 0.0)
+    dense_top = _best(dense, s.candidates)
+    lexical_top = _best(lexical, s.candidates)
     if s.fusion == "dense":
-        scores = {r: float(dense[r]) for r in dense_top}
+        scores = {r: dense[r] for r in dense_top}
     elif s.fusion == "lexical":
-        scores = {r: float(lexical[r]) for r in lexical_top}
+        scores = {r: lexical[r] for r in lexical_top}
     elif s.fusion == "rrf":
         scores = rrf([dense_top, lexical_top], [s.dense_weight, s.lexical_weight], s.rrf_k)
     else:
-        z = dense_z(dense)
-        top = float(lexical.max()) if len(lexical) else 0.0
+        z, floor = dense_z(dense)
+        top = float(max(lexical.values(), default=0.0))
         boost = s.lexical_scale * coverage / top if top > 0 else 0.0
-        scores = {r: float(z[r] + boost * lexical[r]) for r in {*dense_top, *lexical_top}}
+        scores = {r: float(z.get(r, floor) + boost * lexical.get(r, 0.0)) for r in {*dense_top, *lexical_top}}
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
-def dense_z(dense: np.ndarray) -> np.ndarray:
-    """z-scores of the dense scores over the chunks that have one; the rest get the lowest of them."""
-    scored = np.flatnonzero(dense > NO_DENSE)
-    if len(scored) in (0, len(dense)):  # exact search scores every chunk (and an empty index none)
-        return (dense - dense.mean()) / max(float(dense.std()), 1e-6)
-    found = dense[scored]
-    found = (found - found.mean()) / max(float(found.std()), 1e-6)
-    z = np.full(len(dense), found.min(), dtype=found.dtype)
-    z[scored] = found
-    return z
+def _best(scores: dict[int, float], n: int) -> list[int]:
+    """The n best rows, ties by row (results never depend on dict order)."""
+    return [r for r, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]]
+
+
+def dense_z(dense: dict[int, float]) -> tuple[dict[int, float], float]:
+    """z-scores of the dense candidates (float32, summed in row order so a score never depends on the order
+    the store returned them in), and the z-score given to a chunk that is not one: the lowest."""
+    if not dense:
+        return {}, 0.0
+    rows = sorted(dense)
+    values = np.asarray([dense[r] for r in rows], dtype=np.float32)
+    z = (values - values.mean()) / max(float(values.std()), 1e-6)
+    return dict(zip(rows, z)), z.min()
 
 
 def covered(chunk: Chunk, by: Chunk) -> float:
@@ -95,38 +101,29 @@ def footnote_rows(chunks: Sequence[Chunk]) -> dict[tuple[str, tuple[str, ...], s
 class Retriever:
     """Read-only and thread-safe: all state is the index, the embedder and frozen settings."""
 
-    def __init__(self, index, embedder, settings: RetrieveSettings,
-                 max_chars: int = AnswerSettings.max_question_chars) -> None:
+    def __init__(self, index, embedder, settings: RetrieveSettings) -> None:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.max_chars = max_chars
         self._footnotes = footnote_rows(index.chunks)
 
-    def resolve(self, question: str, history: Sequence[str] = ()) -> Query:
-        """The cleaned question, with a follow-up's reference filled in from the previous user turns."""
-        query = prepare(question, self.max_chars)
-        expanded = expand_followup(query.text, usable_history(history, self.max_chars))
-        if expanded == query.text:
-            return query
-        return replace(query, text=expanded, expanded=True)
-
-    def search(self, question: str, history: Sequence[str] = (), k: int | None = None) -> list[Hit]:
-        """Top-k hits for the question (InputError when it is empty after cleaning)."""
-        return self.search_query(self.resolve(question, history).text, k)
-
-    def search_query(self, text: str, k: int | None = None, qvec: np.ndarray | None = None) -> list[Hit]:
-        """Top-k hits for an already prepared query text (`qvec`: its vector, when the caller has it)."""
+    def search(self, query: Query, qvec: np.ndarray | None = None, k: int | None = None,
+               book: str | None = None) -> Retrieved:
+        """The top-k hits for a prepared question (`qvec`: its vector, when the caller has it), with that
+        question; `book` keeps the hits of that book only."""
         k = self.settings.k if k is None else k
         if k <= 0 or not len(self.index):
-            return []
-        qvec = self.embedder.encode_queries([text])[0] if qvec is None else qvec
-        dense = self.index.dense_scores(qvec)
-        lexical, coverage = self.index.lexical_query(text)
+            return Retrieved(query, ())
+        qvec = self.embedder.encode_queries([query.text])[0] if qvec is None else qvec
+        dense = self.index.dense(qvec, self.settings.dense_depth)
+        lexical, coverage = self.index.lexical(query.text, self.settings.lexical_depth)
+        if book is not None:
+            dense = {r: v for r, v in dense.items() if self.index.chunks[r].book == book}
+            lexical = {r: v for r, v in lexical.items() if self.index.chunks[r].book == book}
         fused = fuse(dense, lexical, coverage, self.settings)
-        return self.hits(fused, dense, lexical, k)
+        return Retrieved(query, tuple(self.hits(fused, dense, lexical, k)))
 
-    def hits(self, fused: list[tuple[int, float]], dense: np.ndarray, lexical: np.ndarray,
+    def hits(self, fused: list[tuple[int, float]], dense: dict[int, float], lexical: dict[int, float],
              k: int) -> list[Hit]:
         """Best-first hits. A chunk mostly shown by a better hit (overlap, repeated text) is left out; a
         footnote follows the passage that cites it (the passage alone does not say where a quote is from)."""
@@ -138,7 +135,7 @@ class Retriever:
                     rows.append((r, score))
             if len(rows) == k:
                 break
-        return [Hit(self.index.chunks[r], float(sc), n, float(dense[r]), float(lexical[r]))
+        return [Hit(self.index.chunks[r], float(sc), n, float(dense.get(r, NO_DENSE)), float(lexical.get(r, 0.0)))
                 for n, (r, sc) in enumerate(rows, start=1)]
 
     def _footnotes_of(self, row: int) -> list[int]:

@@ -22,14 +22,13 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from rag.text.fold import compact
+from rag.text.numerals import HEADING_NUMBER
 
 # bm25s files written by BM25.save (the non-occurrence array exists only for BM25L/BM25+, not for "lucene").
 BM25_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json",
               "params.index.json")
 K1, B = 1.5, 0.75  # bm25s defaults
 _QUOTED = re.compile(r"[「“『\"]([^「」“”『』\"\s]{2,10})[」”』\"]")
-_NUMBERING = re.compile(r"^(?:[◇◆●■□△▲]\s*)?(?:第[一二三四五六七八九十百\d]+[章节]|[一二三四五六七八九十]+、|"
-                        r"（[一二三四五六七八九十]+）|\d+[.、])?\s*")
 
 
 class TokenizerLike(Protocol):
@@ -51,8 +50,18 @@ def terms(tokenizer: TokenizerLike, text: str) -> list[str]:
     return out
 
 
+class LexicalStore(Protocol):
+    """BM25 over the chunk table (row i = chunk i): the top n rows for a question, and its term coverage."""
+
+    size: int
+
+    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray, float]: ...
+
+    def save(self, folder: Path) -> list[Path]: ...
+
+
 class Lexical:
-    """A BM25 index over the chunk table (row i = chunk i), saved next to the FAISS index."""
+    """The bm25s backend of LexicalStore, saved as plain files in the index folder."""
 
     def __init__(self, bm25, tokenizer: TokenizerLike) -> None:
         self._bm25 = bm25
@@ -82,6 +91,13 @@ class Lexical:
 
         return cls(bm25s.BM25.load(str(folder), show_progress=False), tokenizer)
 
+    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(rows, BM25 scores) of the best n rows with a positive score, best first (ties by row), and the
+        query's coverage (see `query`)."""
+        scores, coverage = self.query(query)
+        rows = np.asarray(top_rows(scores, n, 0.0), dtype=np.int64)
+        return rows, scores[rows], coverage
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no query term occurs in the book)."""
         return self.query(query)[0]
@@ -100,6 +116,17 @@ class Lexical:
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32), float(coverage)
 
 
+def top_rows(scores: np.ndarray, n: int, minimum: float) -> list[int]:
+    """Rows of the n best scores above `minimum`; ties broken by row (results never depend on sort order)."""
+    if n <= 0:
+        return []
+    rows = np.flatnonzero(scores > minimum)
+    if len(rows) > n:  # a million chunks: sort only those at or above the n-th best score (ties kept)
+        kth = np.partition(scores[rows], len(rows) - n)[len(rows) - n]
+        rows = rows[scores[rows] >= kth]
+    return [int(r) for r in rows[np.lexsort((rows, -scores[rows]))][:n]]
+
+
 # --- the book lexicon (a jieba user dictionary) -----------------------------------------------------------
 
 def quoted_terms(text: str) -> set[str]:
@@ -110,7 +137,7 @@ def quoted_terms(text: str) -> set[str]:
 def heading_terms(title: str, max_chars: int = 8) -> set[str]:
     """A short heading or 目录 title without its numbering (e.g. "群众工作的作用"), plus its quoted terms."""
     found = quoted_terms(title)
-    bare = _NUMBERING.sub("", title).replace(" ", "")
+    bare = HEADING_NUMBER.sub("", title).replace(" ", "")
     if 2 <= len(bare) <= max_chars and all(unicodedata.category(c)[0] in "LN" for c in bare):
         found.add(bare)
     return found

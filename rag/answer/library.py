@@ -1,0 +1,59 @@
+"""The loaded books' facts (目录, 版权页) as one object: which book a book-level question is about.
+
+A question is about the book it names (its title, or the title without 《》), else the book picked by the
+caller (`book`, the page's picker or `--book`), else — with one book loaded — that book. With several and none
+named, a direct answer is given for the first book that has one, prefixed with its title, so the reader sees
+which book it comes from.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rag.answer.direct import BookFacts
+from rag.text.fold import squeeze
+from rag.types import Answer, Book, Chunk
+
+
+class Library:
+    def __init__(self, books: Sequence[Book], chunks: Sequence[Chunk]) -> None:
+        by_book: dict[str, list[Chunk]] = {b.id: [] for b in books}
+        for c in chunks:
+            by_book.setdefault(c.book, []).append(c)
+        self.books = tuple(books)
+        self.facts = {b.id: BookFacts(b, by_book[b.id]) for b in books}
+
+    def titles(self) -> tuple[str, ...]:
+        return tuple(b.title for b in self.books)
+
+    def named(self, question: str) -> Book | None:
+        """The book whose title the question names (the longest title found, spaces ignored)."""
+        flat = squeeze(question)
+        found = [b for b in self.books if b.title and squeeze(b.title) in flat]
+        return max(found, key=lambda b: len(b.title), default=None)
+
+    def scope(self, question: str, book: str | None = None) -> list[BookFacts]:
+        """The books a question is about, most likely first."""
+        named = self.named(question)
+        if named is not None:
+            return [self.facts[named.id]]
+        if book is not None and book in self.facts:
+            return [self.facts[book]]
+        return list(self.facts.values())
+
+    def answer(self, question: str, history: Sequence[str] = (), book: str | None = None) -> Answer | None:
+        scope = self.scope(question, book)
+        for facts in scope:
+            found = facts.answer(question, history)
+            if found is not None:
+                if len(scope) > 1:
+                    return Answer(question=found.question, text=f"《{facts.book.title}》：{found.text}",
+                                  citations=found.citations, mode=found.mode)
+                return found
+        return None
+
+    def pointer(self, question: str, book: str | None = None) -> str | None:
+        return next((p for f in self.scope(question, book) if (p := f.pointer(question))), None)
+
+    def names_unloaded_part(self, question: str, min_score: float, book: str | None = None) -> bool:
+        return any(f.names_unloaded_part(question, min_score) for f in self.scope(question, book))
