@@ -13,8 +13,8 @@ import statistics
 import time
 from pathlib import Path
 
-from rag.config import Settings, offline_environment
-from rag.eval.retrieval import load_questions
+from rag.config import ROOT, Settings, offline_environment
+from rag.eval.questions import load_questions
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         return out
 
     pipeline.embedder.encode_queries = timed  # instance attribute: only this process's embedder is timed
-    questions = load_questions()
+    questions = load_questions(ROOT / "tests" / "data" / "questions.jsonl")
     total, own = [], []
     for _ in range(args.rounds):
         for q in questions:

@@ -254,7 +254,7 @@ def ensure_index(folder: Path | None) -> Path:
 
     offline_environment()
     from rag.errors import IndexError_
-    from rag.store.index import build_index
+    from rag.build import build as build_index
     from rag.pipeline import Pipeline
 
     settings = Settings.from_env()

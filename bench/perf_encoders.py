@@ -39,7 +39,8 @@ def book_units() -> list[str]:
 def cmrc_quality(embedder, backend: str) -> dict:
     from bench.retrieval_cmrc import WORK, gold_rank, metrics, question_text, write_corpus
     from rag.config import RetrieveSettings, Settings
-    from rag.store.index import Index, build_index
+    from rag.build import build as build_index
+    from rag.store.index import Index
     from rag.retrieve.retriever import Retriever
 
     qs = write_corpus(WORK / "corpus")
@@ -55,7 +56,9 @@ def cmrc_quality(embedder, backend: str) -> dict:
     start = time.perf_counter()
     qvecs = embedder.encode_queries([t or "?" for t in texts])
     query_s = time.perf_counter() - start
-    arrays = [(index.dense_scores(v), *index.lexical_query(t)) if t else None for v, t in zip(qvecs, texts)]
+    depth = settings.retrieve
+    arrays = [(index.dense(v, depth.dense_depth), *index.lexical(t, depth.lexical_depth)) if t else None
+              for v, t in zip(qvecs, texts)]
     out = {"cmrc_build_s": build_s, "cmrc_encoded": report.embedded,
            "cmrc_queries_per_s": len(texts) / query_s}
     for name, rs in (("dense", RetrieveSettings(fusion="dense")), ("default", RetrieveSettings())):

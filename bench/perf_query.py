@@ -54,7 +54,8 @@ def build_figures(settings, embedder, rounds: int = 3) -> dict:
     import rag.text
     from rag.build import HAND_LEXICON
     from rag.chunk import chunk_corpus
-    from rag.store.index import build_index, sentence_units
+    from rag.build import build as build_index
+    from rag.store.index import sentence_units
     from rag.ingest.corpus import load_corpus
 
     start = time.perf_counter()
@@ -96,7 +97,7 @@ def build_figures(settings, embedder, rounds: int = 3) -> dict:
 def query_figures(pipeline, rounds: int) -> dict:
     qs = questions()
     embedder = pipeline.embedder
-    texts = [pipeline.retriever.resolve(q, h).text for q, h in qs]
+    texts = [pipeline.prepare(q, h).text for q, h in qs]
     pipeline.search(qs[0][0])
     pipeline.ask(qs[0][0])
     runs = {"floor": [], "search": [], "ask": []}

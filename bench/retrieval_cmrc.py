@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import ROOT, ChunkSettings, RetrieveSettings, Settings, offline_environment
-from rag.retrieve.query import clean
+from rag.config import ROOT, AnswerSettings, ChunkSettings, RetrieveSettings, Settings, offline_environment
+from rag.retrieve.query import clean, prepare
+from rag.types import Query
 
 DATA = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
 WORK = ROOT / "embeddings" / "cache" / "bench-cmrc"  # git-ignored; keeps the sentence-embedding cache
@@ -64,7 +65,7 @@ def metrics(ranks: list[int | None]) -> tuple[float, float, float]:
 
 def question_text(retriever, question: str) -> str:
     """The question as the retriever searches it; "" for the two empty CMRC questions (counted as misses)."""
-    return retriever.resolve(question).text if clean(question) else ""
+    return prepare(question, AnswerSettings.max_question_chars).text if clean(question) else ""
 
 
 def gold_rank(retriever, arrays, gold: str, settings: RetrieveSettings) -> int | None:
@@ -80,7 +81,8 @@ def gold_rank(retriever, arrays, gold: str, settings: RetrieveSettings) -> int |
 
 def run_config(chunk: ChunkSettings, questions, embedder) -> dict:
     """Build the CMRC index with these chunk settings, then score every method on every question."""
-    from rag.store.index import Index, build_index
+    from rag.build import build as build_index
+    from rag.store.index import Index
     from rag.retrieve.retriever import Retriever
 
     tag = f"{chunk.target_chars}-{chunk.max_chars}-{chunk.overlap_sentences}"
@@ -94,10 +96,12 @@ def run_config(chunk: ChunkSettings, questions, embedder) -> dict:
     texts = [question_text(retriever, q) for q, _ in questions]
     start = time.perf_counter()
     for text in filter(None, texts):  # the full query path of the default: encode, dense, BM25, fusion, hits
-        retriever.search(text, k=5)
+        retriever.search(Query(text=text, original=text), k=5)
     latency_ms = (time.perf_counter() - start) / len(list(filter(None, texts))) * 1000
     qvecs = embedder.encode_queries([t or "?" for t in texts])
-    arrays = [(index.dense_scores(v), *index.lexical_query(t)) if t else None for v, t in zip(qvecs, texts)]
+    depth = settings.retrieve
+    arrays = [(index.dense(v, depth.dense_depth), *index.lexical(t, depth.lexical_depth)) if t else None
+              for v, t in zip(qvecs, texts)]
     ranks = {name: [gold_rank(retriever, a, g, s) for a, (_, g) in zip(arrays, questions)]
              for name, s in METHODS.items()}
     tokens = [embedder.count_tokens(c.text) for c in index.chunks]

@@ -20,8 +20,12 @@ from rag.model.embed import load_embedder
 from rag.retrieve.query import resolve
 from rag.retrieve.retriever import Retriever
 from rag.store.index import Index
-from rag.store.manifest import corpus_stale
+from rag.errors import InputError, RagError
+from rag.store.manifest import corpus_stale, manifest_stamp, rebuild_command
 from rag.types import Answer, Book, Query, QueryParams, Retrieved
+
+__all__ = ["Answer", "Book", "IndexStatus", "InputError", "Pipeline", "Query", "QueryParams", "RagError",
+           "Retrieved"]  # what the page, the CLI and the API need of the question path, from one module
 
 _shared: dict[tuple, Pipeline] = {}
 _shared_lock = threading.Lock()
@@ -66,6 +70,16 @@ class Pipeline:
                 _shared.clear()
                 _shared[key] = pipeline
             return _shared[key]
+
+    @staticmethod
+    def stamp(settings: Settings) -> tuple[int, int, int] | None:
+        """The identity of the index build on disk (it changes with every rebuild), for caching by it."""
+        return manifest_stamp(settings.index_dir)
+
+    @staticmethod
+    def rebuild_command(settings: Settings) -> str:
+        """The exact command that rebuilds the index these settings point at."""
+        return rebuild_command(settings)
 
     @property
     def books(self) -> tuple[Book, ...]:

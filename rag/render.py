@@ -17,7 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from rag.types import Answer, BookInfo, Chunk, Citation, TocEntry
+from collections import Counter
+
+from rag.errors import REBUILD_COMMAND, IndexError_, ModelError
+from rag.text.fold import find_span, spaceless
+from rag.text.numerals import HEADING_NUMBER
+from rag.types import Answer, Book, BookInfo, Chunk, Citation, TocEntry
 
 _ROMAN = re.compile(r"^[ivxlcdm]+$", re.IGNORECASE)
 # Every ASCII punctuation char may be backslash-escaped in CommonMark; escaping all of those that mean
@@ -29,6 +34,7 @@ _SPACE = re.compile(r"\s")
 _INVISIBLE = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]"
                         "|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _FEEDBACK_LOCK = threading.Lock()
+_NAMED_TERM = re.compile(r"(?:即|称为|简称|叫做)“([^“”\s]{2,8})”")  # a term the book defines
 
 
 @dataclass(frozen=True)
@@ -101,19 +107,12 @@ def escape_markdown(text: str) -> str:
 
 
 def _find_loose(text: str, quote: str) -> tuple[int, int] | None:
-    """Span of `quote` in `text`, exact first, then ignoring whitespace (a quote may span a wrapped line)."""
+    """Span of `quote` in `text`, exact first, then ignoring whitespace and width (a quote may span a
+    wrapped line)."""
     if not quote:
         return None
     i = text.find(quote)
-    if i >= 0:
-        return i, i + len(quote)
-    kept = [(j, ch) for j, ch in enumerate(text) if not _SPACE.match(ch)]
-    hay = "".join(ch for _, ch in kept)
-    needle = _SPACE.sub("", quote)
-    k = hay.find(needle) if needle else -1
-    if k < 0:
-        return None
-    return kept[k][0], kept[k + len(needle) - 1][0] + 1
+    return (i, i + len(quote)) if i >= 0 else find_span(text, quote)
 
 
 def highlight_html(text: str, quote: str | None) -> str:
@@ -147,12 +146,8 @@ def book_facts(info: BookInfo | None) -> list[tuple[str, str]]:
     return [(name, info.fields[name]) for name in BOOK_FIELDS if info.fields.get(name)]
 
 
-def _squash(s: str) -> str:
-    return _SPACE.sub("", s)
-
-
 def _matches(heading: str, wanted: str) -> bool:
-    a, b = _squash(heading), _squash(wanted)
+    a, b = spaceless(heading)[0], spaceless(wanted)[0]
     return bool(b) and (a == b or a.startswith(b) or b.startswith(a) and len(a) > 3)
 
 
@@ -274,3 +269,48 @@ def _write_line(fd: int, line: bytes) -> None:
             if os.fstat(fd).st_size == end:  # nothing appended after our piece
                 os.ftruncate(fd, end - done)
         raise
+
+
+# --- what the page offers for the loaded books --------------------------------------------------------------
+
+def library_title(books: Sequence[Book]) -> str:
+    """「《甲》」 for one book, 「《甲》等 N 本书」 for a library, 「教材问答」 with none."""
+    titles = [b.title for b in books if b.title]
+    if not titles:
+        return "教材问答"
+    return f"《{titles[0]}》" + (f"等 {len(titles)} 本书" if len(titles) > 1 else "")
+
+
+def example_questions(books: Sequence[Book], chunks: Sequence[Chunk], limit: int = 6) -> list[str]:
+    """Questions the loaded books can answer, made from their own structure: topics of headings whose text is
+    loaded, a term the book puts in quotation marks, a 版权页 field and the 目录."""
+    topics = dict.fromkeys(
+        HEADING_NUMBER.sub("", c.section[-1]).strip() for c in chunks
+        if c.kind == "body" and len(c.section) >= 3)
+    asks = [f"{t}是什么？" if not t.endswith("作用") else f"{t}有哪些？" for t in topics if 4 <= len(t) <= 16]
+    named = [m for c in chunks if c.kind == "body" for m in _NAMED_TERM.findall(c.text)]
+    terms = [t for t, _ in Counter(named).most_common(1)]
+    book = next(iter(books), None)
+    facts = []
+    if book and book.info and book.info.fields.get("主编"):
+        facts.append("这本书的主编是谁？")
+    chapters = [e for e in book.toc if e.level == 1 and e.number] if book else []
+    if chapters:
+        facts += [f"{chapters[-1].number}从第几页开始？", "全书共有几章？"]
+    found = asks[:2] + [f"什么是“{t}”？" for t in terms] + asks[2:3] + facts
+    return list(dict.fromkeys(found))[:limit]
+
+
+def failure_help(exc: Exception, rebuild: str) -> tuple[str, str]:
+    """(title, command) the page shows when the pipeline cannot load: an index problem names the rebuild
+    command, a model problem the model command."""
+    if isinstance(exc, IndexError_):
+        return "索引不可用：缺失、损坏或与当前模型/设置不一致。", rebuild
+    if isinstance(exc, ModelError):
+        return "嵌入模型不可用。", "make model\n# 或：.venv/bin/python -m rag model"
+    return "无法加载问答服务。", rebuild
+
+
+def rebuild_hint(command: str) -> str:
+    """The rebuild command as the page shows it (`make index`, with its python -m equivalent)."""
+    return f"{command}\n# 或：.venv/bin/python -m rag build" if command == REBUILD_COMMAND else command

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 # What a piece of text is. Only "body" is running text of the book; the others are searchable
@@ -174,11 +175,21 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class Retrieved:
-    """What a search returns: the prepared question (notices, follow-up expansion) and its hits."""
+class Retrieved(Sequence[Hit]):
+    """What a search returns: its hits, best first (it is a sequence of them), and the prepared question they
+    answer (notices, follow-up expansion)."""
 
     query: Query
     hits: tuple[Hit, ...]
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.hits[i]
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self.hits)
 
 
 @dataclass(frozen=True)

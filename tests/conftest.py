@@ -55,7 +55,7 @@ def embedder(settings: Settings):
 
 @pytest.fixture(scope="session")
 def built(settings: Settings, embedder) -> Settings:
-    from rag.store.index import build_index
+    from rag.build import build as build_index
 
     build_index(settings, embedder=embedder)
     return settings

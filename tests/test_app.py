@@ -24,9 +24,9 @@ from rag.retrieve.query import EMPTY_MESSAGE
 from rag.render import Turn
 from rag.types import Answer, Chunk, Citation, TocEntry
 
-from pages import APP, point_page_at
-from pages import ask as _ask
-from pages import open_page as _page
+from page_helpers import APP, point_page_at
+from page_helpers import ask as _ask
+from page_helpers import open_page as _page
 
 PAGE = re.compile(r"(约)?第\d+(–\d+)?页|版权页|目录|序言|封面")
 
@@ -310,7 +310,7 @@ def test_export_holds_the_conversation_with_citations(page_env) -> None:
     export = at.session_state["export_md"]
     (button,) = at.get("download_button")
     assert not button.proto.disabled and button.proto.label.startswith("导出对话")
-    assert export.startswith("# 做好新形势下的群众工作 — 对话记录")
+    assert export.startswith("# 《做好新形势下的群众工作》 — 对话记录")
     for turn in _turns(at):
         assert turn.answer is not None
         assert render.escape_markdown(turn.question) in export

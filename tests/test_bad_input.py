@@ -21,14 +21,16 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from rag import render
-from rag.answer.answerer import FOREIGN_NOTICE, REFUSAL_TEXT, Answerer
+from rag.answer.answerer import FOREIGN_NOTICE, REFUSAL_TEXT
+from rag.pipeline import Pipeline
+from rag.types import QueryParams
 from rag.config import LLMSettings
 from rag.errors import InputError
 from rag.answer.llm import leaked
 from rag.retrieve.query import EMPTY_MESSAGE, NO_WORDS_MESSAGE, prepare
 
-from pages import APP, open_page, point_page_at
-from pages import ask as _ask
+from page_helpers import APP, open_page, point_page_at
+from page_helpers import ask as _ask
 BLANK = ["", " \u3000\u3000 ", "\t\t", "\n\r\n", "\u200b\u200d\ufeff\u2060", "\x1b[2J\x1b[H",
          "\x00\x07 \u3000"]
 SAY_MORE = ["😀😀😀", "👍🏻🇨🇳", "？？？！！", "……——", "。", "党", " 党？ ", "a"]
@@ -46,17 +48,17 @@ def spied(pipeline, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every query the shared pipeline encodes or retrieves for (the real methods, recorded)."""
     calls: list[str] = []
     retriever, embedder = pipeline.retriever, pipeline.embedder
-    real_search, real_encode = retriever.search_query, embedder.encode_queries
+    real_search, real_encode = retriever.search, embedder.encode_queries
 
-    def search_query(text, *args, **kwargs):
-        calls.append(f"search:{text}")
-        return real_search(text, *args, **kwargs)
+    def search(query, *args, **kwargs):
+        calls.append(f"search:{query.text}")
+        return real_search(query, *args, **kwargs)
 
     def encode_queries(texts):
         calls.extend(f"encode:{t}" for t in texts)
         return real_encode(texts)
 
-    monkeypatch.setattr(retriever, "search_query", search_query)
+    monkeypatch.setattr(retriever, "search", search)
     monkeypatch.setattr(embedder, "encode_queries", encode_queries)
     return calls
 
@@ -80,12 +82,13 @@ def test_blank_questions_never_reach_the_llm(pipeline) -> None:
     url = fake.start()
     try:
         settings = replace(pipeline.settings, llm=LLMSettings(url, "fake-model", None, 5.0))
-        answerer = Answerer(pipeline.index, pipeline.retriever, pipeline.embedder, settings)
+        answerer = Pipeline(settings, pipeline.index, pipeline.embedder, pipeline.retriever)
+        llm = QueryParams(mode="llm")
         for question in BLANK + SAY_MORE:
             with pytest.raises(InputError):
-                list(answerer.ask_stream(question, ["什么是党的群众工作？"], llm=True))
+                list(answerer.ask_stream(question, ["什么是党的群众工作？"], llm))
         assert fake.requests == []
-        list(answerer.ask_stream("群众工作的核心是什么？", llm=True))
+        list(answerer.ask_stream("群众工作的核心是什么？", params=llm))
         assert len(fake.requests) == 1  # the same answerer does reach the model for a real question
     finally:
         fake.stop()
@@ -290,7 +293,7 @@ HOSTILE_BOOK = """# 第一章 测试用的章节
 def hostile(embedder, tmp_path_factory: pytest.TempPathFactory):
     """A real index of a small book full of markup, injections, escapes and bidi controls."""
     from rag.config import Settings
-    from rag.store.index import build_index
+    from rag.build import build as build_index
 
     tmp = tmp_path_factory.mktemp("hostile")
     corpus = tmp / "corpus"

@@ -22,11 +22,11 @@ import pytest
 
 from rag import render
 from rag.errors import BuildError, CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from rag.store.index import build_index
+from rag.build import build as build_index
 from rag.pipeline import Pipeline
 
-from pages import point_page_at
-from pages import open_page as _page
+from page_helpers import point_page_at
+from page_helpers import open_page as _page
 QUESTION = "群众工作的核心是什么？"
 
 
@@ -293,10 +293,12 @@ def test_a_load_racing_a_rebuild_reads_one_whole_build(during: str, built, embed
     """A rebuild is swapped in while a load is checking (or reading) the files: the load starts again and
     returns the new build whole, instead of a checksum error or a mix of two builds."""
     from rag.store import index as ix
+    from rag.store import manifest as mf
 
     settings = replace(built, index_dir=sibling)
     rebuilt = replace(settings, corpus=(_grow(_copy_corpus(built, tmp_path)),))
-    real = getattr(ix, during)
+    module = mf if during == "verify_files" else ix
+    real = getattr(module, during)
     swaps: list[int] = []
 
     def swap_first(*args):
@@ -305,7 +307,7 @@ def test_a_load_racing_a_rebuild_reads_one_whole_build(during: str, built, embed
             build_index(rebuilt, embedder=embedder)
         return real(*args)
 
-    monkeypatch.setattr(ix, during, swap_first)
+    monkeypatch.setattr(module, during, swap_first)
     loaded = ix.Index.load(sibling, settings, embedder)
     monkeypatch.undo()
     assert swaps

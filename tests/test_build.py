@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from rag.__main__ import main
-from rag.build import code_checksum, current_manifest, planned_fingerprint
+from rag.model.embed import planned_fingerprint
+from rag.store.manifest import code_checksum
+from rag.store.manifest import current as current_manifest
 from rag.config import ROOT, ChunkSettings
-from rag.store.index import Index, build_index
+from rag.build import build as build_index
+from rag.store.index import Index
 
 
 def stat_all(folder: Path) -> dict[str, tuple[int, int, int]]:

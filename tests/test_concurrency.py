@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rag.errors import RagError
 from rag.pipeline import Pipeline
-from rag.types import Answer
+from rag.types import Answer, QueryParams
 
 QUESTION_FILE = Path(__file__).parent / "data" / "questions.jsonl"
 THREADS, PER_THREAD = 8, 50
@@ -51,7 +51,7 @@ def run(pipeline: Pipeline, op: str, question: str, history: tuple[str, ...]) ->
     """The complete result of one request as canonical JSON (an error counts as a result)."""
     try:
         if op == "search":
-            result: object = [dataclasses.asdict(h) for h in pipeline.search(question, history, k=8)]
+            result: object = [dataclasses.asdict(h) for h in pipeline.search(question, history, params=QueryParams(k=8))]
         elif op == "stream":
             items = list(pipeline.ask_stream(question, history))
             assert isinstance(items[-1], Answer)
@@ -106,7 +106,7 @@ def test_shared_pipeline_is_loaded_once_and_follows_a_rebuild(built, tmp_path: P
     a rebuilt index (a new manifest stamp) gets a new Pipeline on the next call."""
     import shutil
 
-    from rag.store.index import manifest_stamp
+    from rag.store.manifest import manifest_stamp
 
     folder = tmp_path / "index"
     shutil.copytree(built.index_dir, folder)
@@ -119,7 +119,7 @@ def test_shared_pipeline_is_loaded_once_and_follows_a_rebuild(built, tmp_path: P
     for t in threads:
         t.join()
     assert len(got) == 4 and all(p is got[0] for p in got)
-    assert got[0].answerer.ask("群众工作的核心是什么？").citations  # loaded and answering
+    assert got[0].ask("群众工作的核心是什么？").citations  # loaded and answering
     manifest = folder / "manifest.json"
     manifest.write_bytes(manifest.read_bytes())  # what a rebuild's swap does to the stamp (new mtime)
     os.utime(manifest, ns=(time.time_ns(), time.time_ns() + 10**9))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer.booknav import cn_int, int_cn, route
+from rag.answer.booknav import route
+from rag.text.numerals import cn_int, int_cn
 from rag.answer.direct import BookFacts
 
 QUESTION_FILE = Path(__file__).parent / "data" / "questions.jsonl"
@@ -22,8 +23,8 @@ def squeeze(s: str) -> str:
 
 @pytest.fixture(scope="module")
 def facts(pipeline) -> BookFacts:
-    i = pipeline.index
-    return BookFacts(i.toc, i.info, i.chunks)
+    (book,) = pipeline.index.books
+    return BookFacts(book, [c for c in pipeline.index.chunks if c.book == book.id])
 
 
 @pytest.mark.parametrize("q", FRONT, ids=[q["id"] for q in FRONT])

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from rag.config import DEFAULT_MODEL_DIR, ROOT, ModelSettings
-from rag.model.embed import dir_fingerprint, load_embedder, model_fingerprint
+from rag.model.embed import load_embedder
+from rag.model.fingerprint import dir_fingerprint, model_fingerprint
 from rag.errors import ModelError
 
 BOOK = (ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt").read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ from rag.config import ChunkSettings
 from rag.errors import CorpusError, InputError, RagError
 from rag.ingest.corpus import read_document
 from rag.retrieve.query import clean, expand_followup, is_followup, prepare, usable_history
-from rag.text.fold import compact, find_compact, normalize
+from rag.text.fold import compact, find_span, normalize
 from rag.text.sentences import split_sentences
 from rag.text.tokenizer import Tokenizer
 
@@ -51,7 +51,7 @@ def test_normalize_and_compact_keep_offsets(s: str) -> None:
     assert len(kept) == len(offsets) and offsets == sorted(set(offsets))
     assert all(normalize(s[o]) == ch for ch, o in zip(kept, offsets))
     for needle in (s[: len(s) // 2], kept[-5:]):
-        span = find_compact(s, needle)
+        span = find_span(s, needle)
         assert span is None or 0 <= span[0] < span[1] <= len(s)
 
 

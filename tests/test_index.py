@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.types import QueryParams
 from rag.config import ChunkSettings
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
-from rag.store.index import Index, build_index, chunk_from_dict, corpus_stale
+from rag.build import build as build_index
+from rag.store.index import Index, chunk_from_dict
+from rag.store.manifest import corpus_stale
 from rag.retrieve.retriever import Retriever
 
 QUESTIONS = ["什么是党的群众工作？", "这本书的主编是谁？", "网络群工是第几章？", "老百姓盼着过上好日子，党怎么看待？"]
@@ -37,7 +40,7 @@ def test_faiss_top_k_equals_numpy_brute_force(pipeline, embedder, built) -> None
         brute = np.full(len(pipeline.index), -1.0, dtype=np.float32)
         np.maximum.at(brute, owners, vectors @ qvec)
         want = sorted(range(len(brute)), key=lambda r: (-brute[r], r))[:10]
-        got = pipeline.index.dense(qvec, 10)
+        got = sorted(pipeline.index.dense(qvec, len(vectors)).items(), key=lambda x: (-x[1], x[0]))[:10]
         assert [r for r, _ in got] == want
         assert np.allclose([s for _, s in got], brute[want], atol=1e-5)
 
@@ -55,7 +58,7 @@ def test_saved_and_loaded_index_give_identical_hits(pipeline, built, embedder) -
     assert [c.id for c in fresh.chunks] == [c.id for c in pipeline.index.chunks]
     in_memory = Retriever(fresh, embedder, built.retrieve)
     for q in QUESTIONS:
-        a, b = in_memory.search(q, k=8), pipeline.search(q, k=8)
+        a, b = in_memory.search(pipeline.prepare(q), k=8), pipeline.search(q, params=QueryParams(k=8))
         assert [h.chunk.id for h in a] == [h.chunk.id for h in b]
         assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
 

@@ -40,16 +40,16 @@ def test_quoted_and_heading_terms() -> None:
 def test_punctuation_and_stop_words_are_not_terms(pipeline) -> None:
     tokenizer = pipeline.index.tokenizer
     assert terms(tokenizer, "的了吗？！……“”") == []
-    scores, coverage = pipeline.index.lexical_query("的了吗？")
-    assert not scores.any() and coverage == 0.0
+    rows, coverage = pipeline.index.lexical("的了吗？", 10)
+    assert not rows and coverage == 0.0
     assert "群工" in terms(tokenizer, "大群工")  # long words also give their character bigrams
 
 
 def test_bm25_finds_the_passage_and_measures_coverage(pipeline) -> None:
-    rows = pipeline.index.lexical("安源路矿工人俱乐部", 3)
-    assert "安源路矿工人俱乐部" in pipeline.index.chunks[rows[0][0]].text
-    _, book_words = pipeline.index.lexical_query("安源路矿工人俱乐部")
-    _, everyday_words = pipeline.index.lexical_query("怎样让穷地方老百姓的腰包鼓起来")
+    rows, book_words = pipeline.index.lexical("安源路矿工人俱乐部", 3)
+    best = max(rows, key=rows.get)
+    assert len(rows) <= 3 and "安源路矿工人俱乐部" in pipeline.index.chunks[best].text
+    _, everyday_words = pipeline.index.lexical("怎样让穷地方老百姓的腰包鼓起来", 3)
     assert book_words == 1.0 and everyday_words < 0.5
 
 

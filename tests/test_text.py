@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.text.fold import compact, find_compact, normalize, squeeze
+from rag.text.fold import compact, find_span, normalize, squeeze
 from rag.text.sentences import ends_sentence, split_sentences
 from rag.text.tokenizer import Tokenizer
 
@@ -30,10 +30,10 @@ def test_normalize_maps_width_forms_and_odd_spaces() -> None:
 
 def test_compact_matches_digit_cjk_spacing_and_maps_back() -> None:
     text = "到 2020 年年底城乡人民群众人均收入比 2010 年翻一番"
-    span = find_compact(text, "2020年年底")
+    span = find_span(text, "2020年年底")
     assert span is not None and text[span[0]:span[1]] == "2020 年年底"
-    assert find_compact(text, "比2010年翻一番") is not None
-    assert find_compact("主 编：李景田", "主编") == (0, 3)
+    assert find_span(text, "比2010年翻一番") is not None
+    assert find_span("主 编：李景田", "主编") == (0, 3)
     c, offsets = compact("hello world 的 x")
     assert c == "hello world的x" and len(offsets) == len(c)
     assert squeeze("做好群众工作是中国共产党人的 历史责任") == "做好群众工作是中国共产党人的历史责任"

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from rag.answer.cite import squeeze
+from rag.text.fold import spaceless as squeeze
 from rag.answer.compose import Composer, compose
 from rag.config import Settings
 from rag.answer.library import Library
@@ -51,7 +51,7 @@ FULL_COVERAGE = 0.9
 # answer (0.72–0.80), so the refusal rule cannot tell them apart and refuses both. A question with Chinese
 # terms in it (「群众工作的core是什么？」) is answered. A refused question without any Chinese says why.
 FOREIGN_NOTICE = ("本书是中文教材；当前的嵌入模型用不含中文的问题检索中文原文并不可靠，请改用中文提问"
-                  "（例如：群众工作的核心是什么？）。")
+                  "（例如：这本书第一章讲什么？）。")
 CANDIDATE_HITS = 8  # passages whose sentences compete (the LLM sees the first settings.answer.passages)
 POOL_COVERAGE, POOL_EXTRA = 0.6, 3  # sentence-level lexical matches added to the retrieved passages
 

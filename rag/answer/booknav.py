@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Literal, Sequence
 
 from rag.text.numerals import CHAPTER_REF, CN_NUM, PAGE_REF, SECTION_REF, cn_int
-from rag.answer.cite import bigrams, squeeze
+from rag.text.fold import bigrams, spaceless as squeeze
 from rag.types import Chunk, TocEntry
 
 _THIS_CHAPTER = re.compile(r"这一章|这章|本章|该章|此章|同一章|这一部分")

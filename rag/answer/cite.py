@@ -7,40 +7,11 @@ builds citations through `make_citation`, which checks that and returns None oth
 from __future__ import annotations
 
 import re
-import unicodedata
-from functools import lru_cache
 
+from rag.text.fold import bigrams, find_span
 from rag.types import Chunk, Citation
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 _MARKER = re.compile(r"\[(\d{1,2})\]")
-
-
-@lru_cache(maxsize=None)  # one entry per distinct character seen
-def _fold(ch: str) -> str:
-    """One char → one comparable char (full-width → half-width, lower case); keeps offsets one to one."""
-    folded = unicodedata.normalize("NFKC", ch)
-    return folded.lower() if len(folded) == 1 else ch
-
-
-@lru_cache(maxsize=16384)  # the same chunk texts and 目录 titles are squeezed for every question
-def squeeze(text: str) -> tuple[str, tuple[int, ...]]:
-    """`text` folded and without whitespace, plus the offset in `text` of every kept char."""
-    where = tuple(i for i, ch in enumerate(text) if not ch.isspace())
-    return "".join([_fold(text[i]) for i in where]), where
-
-
-def find_span(text: str, target: str, start: int = 0) -> tuple[int, int] | None:
-    """Span of `target` in `text`, ignoring whitespace and width (目录 titles wrap inside a line)."""
-    hay, where = squeeze(text)
-    needle, _ = squeeze(target)
-    if not needle:
-        return None
-    first = next((k for k, pos in enumerate(where) if pos >= start), len(where))
-    k = hay.find(needle, first)
-    if k < 0:
-        return None
-    return where[k], where[k + len(needle) - 1] + 1
 
 
 def line_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -70,17 +41,6 @@ def make_citation(n: int, chunk: Chunk, quote: str, score: float, flagged: bool 
     if not quote or quote not in chunk.text:
         return None
     return Citation(n=n, chunk=chunk, quote=quote, score=float(score), flagged=flagged)
-
-
-def bigrams(text: str) -> set[str]:
-    """Chinese char bigrams (plus single CJK chars for one-char words) — a tokenizer-free overlap measure."""
-    cjk = "".join(ch if _CJK.match(ch) else " " for ch in unicodedata.normalize("NFKC", text))
-    grams: set[str] = set()
-    for run in cjk.split():
-        grams.update(run[i : i + 2] for i in range(len(run) - 1))
-        if len(run) == 1:
-            grams.add(run)
-    return grams
 
 
 def overlap(claim: str, source: str) -> float:

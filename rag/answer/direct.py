@@ -11,7 +11,8 @@ import re
 from typing import Sequence
 
 from rag.answer.booknav import Chapter, Topic, chapters_of, loaded_parts, route, topic_match
-from rag.answer.cite import find_span, line_span, make_citation
+from rag.answer.cite import line_span, make_citation
+from rag.text.fold import find_span
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
 from rag.text.numerals import cn_int, int_cn
 from rag.types import Answer, Book, Chunk, Citation, TocEntry

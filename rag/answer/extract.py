@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.answer.cite import squeeze
+from rag.text.fold import spaceless as squeeze
 from rag.store.lexical import terms
 from rag.text.numerals import ORDINAL_REF, cn_int
 from rag.text.sentences import SENTENCE_END, split_sentences

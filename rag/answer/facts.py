@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from rag.answer.cite import find_span, make_citation, quote_line
+from rag.answer.cite import make_citation, quote_line
+from rag.text.fold import find_span
 from rag.types import BookInfo, Chunk, Citation
 
 # (question words, field names tried in BookInfo.fields, answer template). Order matters: 「第几次印刷」 must be

@@ -8,6 +8,7 @@ which book it comes from.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from rag.answer.direct import BookFacts
@@ -32,6 +33,12 @@ class Library:
         found = [b for b in self.books if b.title and squeeze(b.title) in flat]
         return max(found, key=lambda b: len(b.title), default=None)
 
+    @staticmethod
+    def without_title(question: str, book: Book) -> str:
+        """「《甲》的主编是谁」 → 「这本书的主编是谁」: the book is known, its title is no longer the topic."""
+        title = re.escape(book.title).replace("\\ ", r"\s*")
+        return re.sub(rf"[《〈]?{title}[》〉]?", "这本书", question, count=1)
+
     def scope(self, question: str, book: str | None = None) -> list[BookFacts]:
         """The books a question is about, most likely first."""
         named = self.named(question)
@@ -43,13 +50,15 @@ class Library:
 
     def answer(self, question: str, history: Sequence[str] = (), book: str | None = None) -> Answer | None:
         scope = self.scope(question, book)
+        named = self.named(question)
+        asked = self.without_title(question, named) if named else question
         for facts in scope:
-            found = facts.answer(question, history)
+            found = facts.answer(asked, history)
             if found is not None:
                 if len(scope) > 1:
-                    return Answer(question=found.question, text=f"《{facts.book.title}》：{found.text}",
+                    return Answer(question=question, text=f"《{facts.book.title}》：{found.text}",
                                   citations=found.citations, mode=found.mode)
-                return found
+                return Answer(question=question, text=found.text, citations=found.citations, mode=found.mode)
         return None
 
     def pointer(self, question: str, book: str | None = None) -> str | None:

@@ -21,7 +21,7 @@ from rag.types import Answer, Citation
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ask", help="回答问题，并给出可核对的出处（章节与页码）")
-    p.add_argument("question", nargs="?", help="问题，如“什么是党的群众工作？”")
+    p.add_argument("question", nargs="?", help="问题，如“第一章讲什么？”")
     p.add_argument("--history", action="append", default=[], metavar="上一问",
                    help="此前的提问（可重复，按时间顺序），用于理解“它”“这一章”等追问")
     p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")

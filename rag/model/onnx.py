@@ -18,6 +18,7 @@ the model's sentence-transformers modules (1_Pooling, 2_Normalize) do them.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -192,6 +193,9 @@ class OnnxEncoder:
         # the caller goes on loading the index, instead of inside the first question.
         self._warm = threading.Thread(target=self._forward, args=([[0, 2]],), daemon=True)
         self._warm.start()
+        # A process that ends while that run is still going (a CLI refusing a missing index right after the
+        # model loaded) would abort in ONNX Runtime's threads: wait for it at exit.
+        atexit.register(self._warm.join)
 
     def token_ids(self, text: str) -> list[int]:
         return self.tokenizer.encode_batch([text])[0]

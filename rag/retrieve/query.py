@@ -18,9 +18,9 @@ from rag.errors import InputError
 from rag.text.numerals import ORDINAL_REF
 from rag.types import Query
 
-EMPTY_MESSAGE = "请输入问题。问题为空或只包含空白、控制字符，例如可以问：什么是党的群众工作？"
-NO_WORDS_MESSAGE = "问题里没有文字（只有表情符号或标点），请用文字说说想问什么，例如：什么是党的群众工作？"
-TOO_SHORT_MESSAGE = "问题只有一个字（「{text}」），请说得具体一些，例如：党的群众工作是什么？"
+EMPTY_MESSAGE = "请输入问题。问题为空或只包含空白、控制字符，例如可以问：这本书第一章讲什么？"
+NO_WORDS_MESSAGE = "问题里没有文字（只有表情符号或标点），请用文字说说想问什么，例如：这本书第一章讲什么？"
+TOO_SHORT_MESSAGE = "问题只有一个字（「{text}」），请说得具体一些，例如：这本书第一章讲什么？"
 INPUT_LIMIT = 50_000  # characters of a paste looked at (its head and tail); the question part is used
 _ASKS = ("？", "?")
 _SENTENCE_END = re.compile(r"[。！？!?；;]+[”’」』）)]*")

@@ -65,6 +65,11 @@ class FaissStore:
         return int(self._index.ntotal)
 
     @property
+    def faiss_index(self):
+        """The FAISS index itself (benchmarks tune and time it bare)."""
+        return self._index
+
+    @property
     def kind(self) -> Kind:
         return "hnsw" if hasattr(self._index, "hnsw") else "flat"
 

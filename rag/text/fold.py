@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _SPACE_LIKE = {0x00A0, 0x3000, 0x2002, 0x2003, 0x2009, 0x200B, 0xFEFF}
 
@@ -67,18 +68,48 @@ def squeeze(s: str) -> str:
     return "".join(s[i] for i in compact(s)[1]).strip()
 
 
-def find_compact(haystack: str, needle: str, start: int = 0) -> tuple[int, int] | None:
-    """Span of `needle` in `haystack` ignoring CJK-adjacent spaces and width forms, or None."""
-    hay, offsets = compact(haystack)
-    ndl = compact(needle)[0].strip()
-    if not ndl:
-        return None
-    i = next((k for k, off in enumerate(offsets) if off >= start), len(offsets))
-    pos = hay.find(ndl, i)
-    if pos < 0:
-        return None
-    return offsets[pos], offsets[pos + len(ndl) - 1] + 1
 
+# --- comparing without whitespace and width: quotes, 目录 titles, evidence ------------------------------------
+
+_UNIFIED = re.compile(r"[\u4e00-\u9fff]")  # the unified ideographs, the alphabet of bigram overlaps
+
+
+@lru_cache(maxsize=None)  # one entry per distinct character seen
+def _fold(ch: str) -> str:
+    """One char → one comparable char (full-width → half-width, lower case); keeps offsets one to one."""
+    folded = unicodedata.normalize("NFKC", ch)
+    return folded.lower() if len(folded) == 1 else ch
+
+
+@lru_cache(maxsize=16384)  # the same chunk texts and 目录 titles are squeezed for every question
+def spaceless(text: str) -> tuple[str, tuple[int, ...]]:
+    """`text` folded and without whitespace, plus the offset in `text` of every kept char."""
+    where = tuple(i for i, ch in enumerate(text) if not ch.isspace())
+    return "".join([_fold(text[i]) for i in where]), where
+
+
+def find_span(text: str, target: str, start: int = 0) -> tuple[int, int] | None:
+    """Span of `target` in `text`, ignoring whitespace and width (目录 titles wrap inside a line)."""
+    hay, where = spaceless(text)
+    needle, _ = spaceless(target)
+    if not needle:
+        return None
+    first = next((k for k, pos in enumerate(where) if pos >= start), len(where))
+    k = hay.find(needle, first)
+    if k < 0:
+        return None
+    return where[k], where[k + len(needle) - 1] + 1
+
+
+def bigrams(text: str) -> set[str]:
+    """Chinese char bigrams (plus single CJK chars for one-char words) — a tokenizer-free overlap measure."""
+    cjk = "".join(ch if _UNIFIED.match(ch) else " " for ch in unicodedata.normalize("NFKC", text))
+    grams: set[str] = set()
+    for run in cjk.split():
+        grams.update(run[i : i + 2] for i in range(len(run) - 1))
+        if len(run) == 1:
+            grams.add(run)
+    return grams
 
 
 _SPACE_RUN = re.compile(r"\s+")
