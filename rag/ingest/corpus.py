@@ -29,7 +29,8 @@ PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s*[:：]?\s*(\S+?)\s*-->\s*$", re.I)
 @dataclass(frozen=True)
 class Corpus:
     documents: tuple[Document, ...]
-    skipped: tuple[tuple[str, str], ...]  # (file name relative to its corpus root, reason in Chinese)
+    skipped: tuple[tuple[str, str], ...]  # (file name relative to its corpus root, reason in Chinese); also
+    # pages of a read file that could not be extracted (a scanned page: "第4页没有文字层…")
     lexicons: tuple[Path, ...] = ()  # corpus-root lexicon.txt word lists, set aside (not documents)
 
 
@@ -48,9 +49,12 @@ def load_corpus(paths: Sequence[Path]) -> Corpus:
             skipped.append((name, f"不支持的文件类型“{path.suffix or '无扩展名'}”（支持 .txt、.md、.pdf）"))
             continue
         try:
-            documents.append(read_document(path, root))
+            document, notices = _read(path, root)
         except CorpusError as exc:
             skipped.append((name, str(exc)))
+            continue
+        documents.append(document)
+        skipped += [(name, notice) for notice in notices]
     if not documents:
         where = "、".join(str(p) for p in paths)
         detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
@@ -93,6 +97,11 @@ def _relative(path: Path, root: Path) -> str:
 
 def read_document(path: Path, root: Path) -> Document:
     """One file → Document. Raises CorpusError (naming the file) when it cannot be read or has no text."""
+    return _read(path, root)[0]
+
+
+def _read(path: Path, root: Path) -> tuple[Document, list[str]]:
+    """The Document and notices about pages that could not be extracted (scanned PDF pages)."""
     name = _relative(Path(path), Path(root))
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
@@ -102,16 +111,17 @@ def read_document(path: Path, root: Path) -> Document:
     except OSError as exc:
         raise CorpusError(f"无法读取文件 {name}：{exc.strerror or exc}。请检查文件权限。") from exc
     if fmt == "pdf":
-        from rag.ingest.pdf import read_pdf_pages
+        from rag.ingest.pdf import read_pdf_pages, scanned_notices
 
         raw = read_pdf_pages(data, name)
+        notices = scanned_notices(raw)
     else:
-        raw = split_text_pages(_decode(data, name))
+        raw, notices = split_text_pages(_decode(data, name)), []
     layout = lay_out(raw, markdown=fmt == "markdown")
     if not layout.original.strip():
         raise CorpusError(f"文件 {name} 中没有可提取的文字（可能是扫描版 PDF 或空文件）。")
     info = parse_copyright(layout.copyright_text, name) if layout.copyright_text else None
-    return Document(
+    document = Document(
         source=name,
         checksum=hashlib.sha256(data).hexdigest(),
         title=_title(info, layout.blocks, layout.original, Path(path).stem),
@@ -123,6 +133,7 @@ def read_document(path: Path, root: Path) -> Document:
         info=info,
         book=book_id(name),
     )
+    return document, notices
 
 
 def _decode(data: bytes, name: str) -> str:

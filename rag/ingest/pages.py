@@ -28,6 +28,7 @@ class RawPage:
     label: str | None = None
     source: PageSource | None = None
     replaceable: bool = False  # a mere count/index: a printed page number found in the text wins
+    scanned: bool = False  # no text layer, only an image: reported, not silently empty
 
 
 def roman_value(s: str) -> int | None:
@@ -76,12 +77,14 @@ def strip_running_lines(pages: list[RawPage]) -> list[RawPage]:
                 printed[k] = m.group(1)
                 lines[i] = ""
     _drop_repeated(split, edges, len(pages))
-    consistent = _consistent(printed)
+    offset = _consistent(printed)
     out = []
     for k, p in enumerate(pages):
         label, source = p.label, p.source
-        if consistent and p.replaceable and printed[k]:
+        if offset is not None and p.replaceable and printed[k]:
             label, source = printed[k], "printed"
+        elif offset is not None and p.source == "index" and p.replaceable and k + offset >= 1:
+            label, source = str(k + offset), "estimated"  # no number printed (a scanned page): count on
         out.append(replace(p, text="\n".join(split[k]), label=label, source=source))
     return out
 
@@ -112,17 +115,18 @@ def _drop_repeated(split: list[list[str]], edges: list[list[int]], n: int) -> No
             split[k][i] = ""
 
 
-def _consistent(printed: list[str | None]) -> bool:
-    """Printed numbers count up with the pages (number − index constant) on most pages that have one."""
+def _consistent(printed: list[str | None]) -> int | None:
+    """Printed numbers count up with the pages (number − index constant) on most pages that have one: that
+    constant, else None."""
     diffs = []
     for k, label in enumerate(printed):
         value = int(label) if label and label.isdigit() else None
         if value is not None:
             diffs.append(value - k)
     if len(diffs) < 2:
-        return False
-    _, top = Counter(diffs).most_common(1)[0]
-    return top >= 0.6 * len(diffs)
+        return None
+    offset, top = Counter(diffs).most_common(1)[0]
+    return offset if top >= 0.6 * len(diffs) else None
 
 
 @dataclass
