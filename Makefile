@@ -7,12 +7,18 @@ ADDRESS ?= 127.0.0.1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test setup model index system-deps bench clean-index
+.PHONY: run test setup model index system-deps bench clean-index api
 
 ## run: set everything up, build the index of corpus/ if missing, open the chat page
 run: setup
 	@[ -f embeddings/index/manifest.json ] || $(PY) -m rag build
 	$(PY) -m rag serve --address $(ADDRESS)
+
+## api: the HTTP API (OpenAI-compatible chat, search, ask, books; docs at /docs) on port $(API_PORT)
+API_PORT ?= 8000
+api: setup
+	@[ -f embeddings/index/manifest.json ] || $(PY) -m rag build
+	$(PY) -m rag api --host $(ADDRESS) --port $(API_PORT)
 
 ## test: set everything up (Python packages, the model, chromium) and run the whole suite
 test: setup system-deps

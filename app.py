@@ -21,6 +21,7 @@ offline_environment()  # before anything imports huggingface_hub / transformers:
 from rag import render  # noqa: E402
 from rag.pipeline import Answer, InputError, Pipeline, QueryParams, RagError  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
+from rag.study import history  # noqa: E402
 
 log = logging.getLogger("rag.app")
 MODES = {"extractive": "抽取式（只摘录原文）", "llm": "大模型生成（引用经核实）"}
@@ -59,6 +60,20 @@ def open_pipeline(settings: Settings) -> Pipeline:
 def new_conversation() -> None:
     st.session_state.turns = []
     st.session_state.conversation += 1
+    st.session_state.token = st.query_params["c"] = history.new_token()
+
+
+def restore_conversation() -> None:
+    """The conversation of the token in the page URL (?c=…), kept across reloads and server restarts."""
+    token = st.query_params.get("c")
+    if not history.valid(token):
+        token = st.query_params["c"] = history.new_token()
+    if st.session_state.get("token") != token:  # a reload, a restart or a shared link
+        st.session_state.token = token
+        try:
+            st.session_state.turns = [history.turn_from_dict(d) for d in history.load(token)]
+        except (OSError, ValueError, KeyError) as exc:  # an unreadable history loses the past, not the page
+            log.warning("history not loaded: %s", exc)
 
 
 def set_state(**values: object) -> None:
@@ -180,6 +195,10 @@ def ask(pipeline: Pipeline, question: str, params: QueryParams) -> None:
             log.exception("answering %r failed", query.shown)
             turn = Turn(query.shown, error="回答时出错，请稍后重试或换个问法。")
         turns.append(turn)
+        try:
+            history.append(st.session_state.token, history.turn_to_dict(turn))
+        except OSError as exc:  # a full disk loses the stored copy, not the conversation on screen
+            log.warning("history not saved: %s", exc)
         show_turn(pipeline, turn, f"feedback-{st.session_state.conversation}-{len(turns) - 1}")
 
 
@@ -210,6 +229,7 @@ def main() -> None:
     for name, value in (("turns", []), ("conversation", 0), ("section", None)):
         st.session_state.setdefault(name, value)
     st.session_state.feedback_path = settings.feedback_path  # read by the st.feedback callback
+    restore_conversation()
     pipeline = open_pipeline(settings)
     title = render.library_title(pipeline.books)
     st.title("教材问答")

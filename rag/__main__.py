@@ -1,4 +1,4 @@
-"""python -m rag {model,chunks,build,search,ask,eval,serve}: a thin argparse front over rag.commands.*.
+"""python -m rag {model,chunks,build,search,ask,eval,serve,api,mcp,…}: thin argparse over rag.commands.*.
 
 Each command lives in rag/commands/<name>.py with `add_parser(subparsers)` and `run(args) -> int`.
 Domain errors (RagError) are printed to stderr in Chinese and give exit code 1; nothing else is caught.
@@ -13,7 +13,7 @@ import sys
 from rag.config import offline_environment
 from rag.errors import RagError
 
-COMMANDS = ("model", "chunks", "build", "search", "ask", "eval", "serve")
+COMMANDS = ("model", "chunks", "build", "search", "ask", "eval", "serve", "api", "mcp", "quiz")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,33 @@ class LLMSettings:
 
 
 @dataclass(frozen=True)
+class StudySettings:
+    """Conversations that last and the teacher's view (rag/study/)."""
+
+    history_path: Path = ROOT / "embeddings" / "history.sqlite3"  # RAG_HISTORY_PATH
+    history: bool = True  # RAG_HISTORY=0 keeps nothing
+    teacher_password: str | None = None  # RAG_TEACHER_PASSWORD: asked by the teacher's view when set
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    api_key: str | None = None  # RAG_API_KEY: requests to /v1/* need `Authorization: Bearer <key>`
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """Scale-out (issue 16, docs/scale-out.md): where a build runs and where the index is served from."""
+
+    build_engine: str = "local"  # "local" (one process) or "ray" (a Ray cluster). RAG_BUILD_ENGINE
+    ray_address: str | None = None  # "HOST:PORT" of a running cluster; None starts one here. RAG_RAY_ADDRESS
+    ray_node_ip: str | None = None  # this machine's IP for Ray; None: 127.0.0.1 for a local cluster. RAG_RAY_NODE_IP
+    ray_actors: int = 0  # encoder actors (one ONNX session, one CPU each); 0 = one per CPU of the cluster. RAG_RAY_ACTORS
+    vector_backend: str = "faiss"  # "faiss" (in-process, the default) or "milvus". RAG_VECTOR_BACKEND
+    milvus_uri: str = "http://127.0.0.1:19530"  # RAG_MILVUS_URI
+    milvus_collection: str = "rag"  # the alias readers follow; one collection pair per build. RAG_MILVUS_COLLECTION
+
+
+@dataclass(frozen=True)
 class Settings:
     corpus: tuple[Path, ...] = (ROOT / "corpus",)
     index_dir: Path = ROOT / "embeddings" / "index"
@@ -77,6 +104,9 @@ class Settings:
     retrieve: RetrieveSettings = field(default_factory=RetrieveSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
+    scale: ScaleSettings = field(default_factory=ScaleSettings)
+    study: StudySettings = field(default_factory=StudySettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,11 +128,29 @@ class Settings:
             model=env.get("RAG_LLM_MODEL") or None,
             api_key=env.get("RAG_LLM_API_KEY") or None,
         )
-        return replace(s, llm=llm)
+        study = StudySettings(
+            history_path=Path(env["RAG_HISTORY_PATH"]) if env.get("RAG_HISTORY_PATH") else s.study.history_path,
+            history=env.get("RAG_HISTORY", "1").strip().lower() not in ("0", "false", "no", "off"),
+            teacher_password=env.get("RAG_TEACHER_PASSWORD") or None,
+        )
+        return replace(s, llm=llm, scale=_scale_from_env(env), study=study,
+                       api=ApiSettings(api_key=env.get("RAG_API_KEY") or None))
 
     def with_overrides(self, **kwargs: object) -> Settings:
         """Top-level overrides from the CLI (e.g. index_dir=..., corpus=...); None values are ignored."""
         return replace(self, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+_SCALE_ENV = {"RAG_BUILD_ENGINE": "build_engine", "RAG_RAY_ADDRESS": "ray_address", "RAG_RAY_NODE_IP": "ray_node_ip",
+              "RAG_VECTOR_BACKEND": "vector_backend", "RAG_MILVUS_URI": "milvus_uri",
+              "RAG_MILVUS_COLLECTION": "milvus_collection"}
+
+
+def _scale_from_env(env: Mapping[str, str]) -> ScaleSettings:
+    values: dict[str, object] = {key: env[name] for name, key in _SCALE_ENV.items() if env.get(name)}
+    if env.get("RAG_RAY_ACTORS"):
+        values["ray_actors"] = int(env["RAG_RAY_ACTORS"])
+    return ScaleSettings(**values)
 
 
 def offline_environment() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from dataclasses import replace
 
 import pytest
@@ -20,6 +21,8 @@ from pytest_socket import SocketBlockedError
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# Conversations the tests' pages keep go to a folder of their own, never to embeddings/history.sqlite3.
+os.environ.setdefault("RAG_HISTORY_PATH", os.path.join(tempfile.mkdtemp(prefix="rag-history-"), "history.sqlite3"))
 
 from rag.config import Settings  # noqa: E402
 

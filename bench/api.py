@@ -1,0 +1,168 @@
+"""HTTP API benchmark: p50/p95 of /v1/search and /v1/ask at 1, 8 and 32 concurrent clients, against the same
+calls on the in-process Pipeline in the same run (the ratio API / in-process at 1 client is the API's cost).
+
+    .venv/bin/python -m bench.api [--index DIR] [--requests 160] [--clients 1 8 32] [--no-write] [--json]
+
+The server is `python -m rag api` in its own process on a free 127.0.0.1 port (as deployed: its own GIL),
+the clients are threads here with one keep-alive httpx2 connection each; the questions are the project's
+question set (tests/data/questions.jsonl), the same ones in the same order for both sides. Every loop is
+bounded by its request count; the server is stopped at the end. Writes the section "HTTP API (issue 15)" of
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import httpx2
+
+from bench.common import ROOT, load, machine, pct, questions, stamp, write_section
+from rag.commands.serve import free_port, stop
+
+ENDPOINTS = ("search", "ask")
+
+
+def run_clients(clients: int, jobs: list[tuple[str, list[str]]],
+                call: Callable[[object, str, list[str]], None],
+                session: Callable[[], object]) -> tuple[list[float], float]:
+    """Latencies (ms) of every job, shared out to `clients` threads, and the wall time of the whole run."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    todo = iter(jobs)
+
+    def worker() -> None:
+        s = session()
+        while True:
+            with lock:
+                job = next(todo, None)
+            if job is None:
+                break
+            t = time.perf_counter()
+            call(s, *job)
+            ms = (time.perf_counter() - t) * 1000
+            with lock:
+                latencies.append(ms)
+        getattr(s, "close", lambda: None)()
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return latencies, time.perf_counter() - start
+
+
+def start_server(index: Path, port: int) -> subprocess.Popen:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "RAG_INDEX_DIR": str(index)}
+    env.pop("RAG_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "rag", "api", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"python -m rag api exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    stop(proc)
+    raise RuntimeError("python -m rag api did not answer /healthz within 120 s")
+
+
+def measure(index: Path, n_requests: int, levels: list[int]) -> dict:
+    from rag.config import Settings
+    from rag.pipeline import Pipeline
+
+    settings = Settings.from_env({k: v for k, v in os.environ.items() if k != "RAG_LLM_BASE_URL"})
+    pipeline = Pipeline.load(settings.with_overrides(index_dir=index))
+    pipeline.answerer.warm()
+    qs = questions()
+    jobs = [qs[i % len(qs)] for i in range(n_requests)]
+    port = free_port()
+    server = start_server(index, port)
+    rows = []
+    try:
+        def api_call(endpoint: str) -> Callable:
+            return lambda http, q, h: http.post(f"/v1/{endpoint}",
+                                                json={"question": q, "history": h}).raise_for_status()
+
+        def local_call(endpoint: str) -> Callable:
+            fn = pipeline.search if endpoint == "search" else pipeline.ask
+            return lambda _, q, h: fn(q, h)
+
+        def api_session() -> httpx2.Client:
+            return httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+
+        for endpoint in ENDPOINTS:
+            run_clients(2, jobs[:20], api_call(endpoint), api_session)  # warm both sides
+            run_clients(2, jobs[:20], local_call(endpoint), lambda: None)
+            for clients in levels:
+                api, api_wall = run_clients(clients, jobs, api_call(endpoint), api_session)
+                local, local_wall = run_clients(clients, jobs, local_call(endpoint), lambda: None)
+                rows.append({"endpoint": endpoint, "clients": clients, "requests": len(jobs),
+                             "api_ms": pct(api), "local_ms": pct(local),
+                             "api_rps": len(jobs) / api_wall, "local_rps": len(jobs) / local_wall})
+                print(f"{endpoint} ×{clients}: API p50 {rows[-1]['api_ms'][0]:.1f} ms, in-process "
+                      f"{rows[-1]['local_ms'][0]:.1f} ms", file=sys.stderr, flush=True)
+    finally:
+        stop(server)
+    return {"rows": rows, "load": load(), "questions": len(qs)}
+
+
+def table(result: dict) -> str:
+    lines = ["| endpoint | clients | API p50 / p95 (ms) | in-process p50 / p95 (ms) | API / in-process p50 "
+             "| API req/s | in-process req/s |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        (a50, a95), (l50, l95) = r["api_ms"], r["local_ms"]
+        lines.append(f"| /v1/{r['endpoint']} | {r['clients']} | {a50:.1f} / {a95:.1f} "
+                     f"| {l50:.1f} / {l95:.1f} "
+                     f"| {a50 / l50:.2f} | {r['api_rps']:.0f} | {r['local_rps']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=ROOT / "embeddings" / "index")
+    parser.add_argument("--requests", type=int, default=160,
+                        help="requests per endpoint and concurrency level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
+    args = parser.parse_args(argv)
+    if not (args.index / "manifest.json").is_file():
+        print(f"没有找到索引 {args.index}：请先运行 make index", file=sys.stderr)
+        return 1
+    start = time.monotonic()
+    result = measure(args.index, args.requests, args.clients)
+    body = "\n".join([
+        f"Run {stamp()} with `.venv/bin/python -m bench.api --requests {args.requests}`: `python -m rag api` "
+        f"in its own process on 127.0.0.1, N client threads here (one keep-alive connection each) sending "
+        f"{args.requests} requests per row from the question set ({result['questions']} questions, with "
+        "their "
+        "history); the in-process columns are the same calls on a Pipeline in this process, in the same run. "
+        "On 2 cores the clients, the server and the in-process pipeline share the CPUs, so from 8 clients on "
+        "latency is queueing: throughput (req/s) is the figure to compare.  ",
+        f"Machine: {machine()}.  ",
+        f"Load average at the end: {result['load']}; total {time.monotonic() - start:.0f} s.", "",
+        table(result)])
+    print(table(result))
+    if not args.no_write:
+        write_section("HTTP API (issue 15)", body)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The HTTP API: FastAPI over one shared, read-only Pipeline — OpenAI-compatible chat, search, ask, books.
+
+`create_app(source)` takes a loaded Pipeline, or a loader called on every request (cheap: `Pipeline.shared`
+keeps the warm one, and picks up a rebuilt index) and once at startup. Every error is JSON
+{"error": {"code", "message"}} with a Chinese message, never a traceback. RAG_API_KEY is read here, in
+`api_key_from_env`, and nowhere else: with it set, /v1/* wants `Authorization: Bearer <key>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from typing import Any, Callable, Mapping
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
+
+from rag import __version__
+from rag.api.books import UnknownBookError, book_json, find_book, toc_json
+from rag.api.openai_compat import (DEFAULT_MODEL, ChatRequest, book_of, completion_json, error_json,
+                                   split_messages, stream_events)
+from rag.errors import IndexError_, InputError, LLMError, ModelError, RagError
+from rag.config import Settings
+from rag.pipeline import Pipeline
+from rag.schema import answer_json, search_json
+from rag.types import QueryParams
+
+log = logging.getLogger("rag.api")
+
+MAX_BODY_BYTES = 64 * 1024  # a request body larger than this is refused with 413
+WORKER_THREADS = 8  # requests served at once (the rest queue)
+MAX_HISTORY = 20  # earlier questions a request may carry
+QUESTION_FACTOR = 4  # raw questions longer than this × max_question_chars are refused (shorter ones are cut)
+PipelineSource = Pipeline | Callable[[], Pipeline]
+
+
+def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """RAG_API_KEY (read by rag/config.py), at startup of `python -m rag api`."""
+    return Settings.from_env(env).api.api_key
+
+
+class QuestionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(description="问题，如“什么是党的群众工作？”")
+    history: list[str] = Field(default_factory=list, max_length=MAX_HISTORY, description="此前的提问，按时间顺序")
+    k: int | None = Field(default=None, ge=1, le=50, description="search：返回的段落数；ask：参考的段落数")
+    book: str | None = Field(default=None, description="只在这本教材中查找（GET /v1/books 的 id）")
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
+                 429: "too_many_requests"}
+_STATUS_MESSAGES = {404: "没有这个地址。可用的接口见 /docs。", 405: "该地址不支持此请求方法。",
+                    401: "缺少或错误的 API 密钥：请在请求头中加入 Authorization: Bearer <密钥>。",
+                    413: f"请求体过大（上限 {MAX_BODY_BYTES // 1024} KB）。"}
+_PYDANTIC_MESSAGES = {"missing": "缺少此字段", "string_type": "应为字符串", "int_type": "应为整数",
+                      "int_parsing": "应为整数", "bool_type": "应为 true 或 false",
+                      "bool_parsing": "应为 true 或 false",
+                      "list_type": "应为数组", "model_attributes_type": "应为 JSON 对象", "dict_type": "应为 JSON 对象",
+                      "too_short": "不能为空", "too_long": "元素过多", "greater_than_equal": "过小",
+                      "less_than_equal": "过大", "extra_forbidden": "不支持此字段", "literal_error": "取值不在允许范围内",
+                      "json_invalid": "不是有效的 JSON", "int_from_float": "应为整数",
+                      "string_unicode": "不是有效的 UTF-8 文本", "model_type": "应为 JSON 对象"}
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_json(code, message), status_code=status, headers=headers)
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        # a JSON syntax error's loc is a character offset, not a field
+        loc = () if err.get("type") == "json_invalid" else err.get("loc", ())
+        where = ".".join(str(x) for x in loc if x != "body") or "请求体"
+        parts.append(f"{where}：{_PYDANTIC_MESSAGES.get(err.get('type', ''), '取值无效')}")
+    return "请求格式不正确（" + "；".join(parts) + "）。请求体应为 JSON 对象，字段说明见 /docs。"
+
+
+def rag_error_status(exc: RagError) -> tuple[int, str]:
+    if isinstance(exc, UnknownBookError):
+        return 404, "unknown_book"
+    if isinstance(exc, InputError):
+        return 400, "invalid_question"
+    if isinstance(exc, (IndexError_, ModelError)):
+        return 503, "index_unavailable"
+    if isinstance(exc, LLMError):
+        return 502, "llm_error"
+    return 503, "unavailable"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http(_: Request, exc: HTTPException) -> JSONResponse:
+        message = _STATUS_MESSAGES.get(exc.status_code, "请求无法处理。")
+        return error_response(exc.status_code, _STATUS_CODES.get(exc.status_code, "http_error"), message,
+                              getattr(exc, "headers", None))
+
+    @app.exception_handler(RagError)
+    async def rag(_: Request, exc: RagError) -> JSONResponse:
+        status, code = rag_error_status(exc)
+        return error_response(status, code, str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:  # last resort: logged, never shown
+        log.error("未处理的异常", exc_info=exc)
+        return error_response(500, "internal_error", "服务器内部错误。请稍后重试；若一再出现，请查看服务器日志。")
+
+
+# --- the guard: API key and body size, before any body is read ------------------------------------------
+
+
+class Guard:
+    """ASGI middleware: /v1/* wants the API key (when one is set); no body may exceed MAX_BODY_BYTES."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app, self.api_key, self.max_body = app, api_key, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        if self.api_key and scope["path"].startswith("/v1") and not self._authorized(headers):
+            return await self._refuse(scope, receive, send, 401, {"WWW-Authenticate": "Bearer"})
+        length = headers.get("content-length", "")
+        if length and (not length.isdigit() or int(length) > self.max_body):
+            return await self._refuse(scope, receive, send, 413)
+        await self.app(scope, self._bounded(receive), send)
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        given, key = token.strip().encode(), (self.api_key or "").encode()
+        return scheme.lower() == "bearer" and secrets.compare_digest(given, key)
+
+    def _bounded(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def bounded() -> Message:  # a chunked body has no Content-Length: count as it arrives
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise HTTPException(413)
+            return message
+
+        return bounded
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int,
+                      headers: dict[str, str] | None = None) -> None:
+        response = error_response(status, _STATUS_CODES[status], _STATUS_MESSAGES[status], headers)
+        await response(scope, receive, send)
+
+
+# --- the app -------------------------------------------------------------------------------------------
+
+
+def create_app(source: PipelineSource, api_key: str | None = None) -> FastAPI:
+    """The API over `source` (a Pipeline, or a loader of the shared one); `api_key` guards /v1/*."""
+    get: Callable[[], Pipeline] = source if callable(source) else (lambda: source)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        # Requests run in worker threads. More of them than this only contend for the GIL and the cores
+        # (bench/api.py: 32 threads served fewer requests a second than 8); the others wait their turn.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+        try:
+            get()  # load (and warm) now rather than in the first request
+        except RagError as exc:  # every request will say so with a 503 until the index is fixed
+            log.error("索引未能载入：%s", exc)
+        yield
+
+    app = FastAPI(title="教材问答 API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="检索增强的教材问答：OpenAI 兼容的 /v1/chat/completions，以及检索、问答与目录接口。"
+                              "回答中的 [n] 对应 citations 中的出处（章节、页码、原文）。")
+    app.add_middleware(Guard, api_key=api_key)
+    install_error_handlers(app)
+    install_docs(app)
+    install_routes(app, get)
+    return app
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI from the files of the swagger-ui-bundle-v2 package: no CDN, works with no network."""
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="教材问答 API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+
+def checked(pipeline: Pipeline, question: str, history: list[str], book: str | None) -> None:
+    """Refuse what the pipeline should not even shorten: an unknown book, a question far too long."""
+    if book is not None:
+        find_book(pipeline.books, book)
+    limit = QUESTION_FACTOR * pipeline.settings.answer.max_question_chars
+    if len(history) > MAX_HISTORY:
+        raise InputError(f"对话历史过长（{len(history)} 轮），请不超过 {MAX_HISTORY} 轮。")
+    for text in (question, *history):
+        if len(text) > limit:
+            raise InputError(f"问题过长（{len(text)} 字），请控制在 {limit} 字以内（超过 "
+                             f"{pipeline.settings.answer.max_question_chars} 字的部分不会被用来检索）。")
+
+
+def install_routes(app: FastAPI, get: Callable[[], Pipeline]) -> None:
+    def pipeline() -> Pipeline:
+        return get()
+
+    @app.get("/healthz", summary="索引状态与模型")
+    def healthz(p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
+        s = p.status()
+        return {"status": "stale" if s.stale else "ok", "model": DEFAULT_MODEL, "embedding_model": s.model,
+                "chunks": s.chunks, "built_at": s.built_at, "corpus_checksum": s.corpus_checksum,
+                "stale": s.stale, "stale_reason": s.stale_reason, "books": [b.id for b in p.books],
+                "llm": p.settings.llm.enabled}
+
+    @app.get("/v1/models", summary="可用的“模型”：每本教材一个，另有一个表示全部教材")
+    def models(p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
+        rows = [{"id": DEFAULT_MODEL, "title": "全部教材"}] + [{"id": b.id, "title": b.title} for b in p.books]
+        return {"object": "list",
+                "data": [{"object": "model", "created": 0, "owned_by": "jiaocai-wenda", **r} for r in rows]}
+
+    @app.get("/v1/books", summary="已载入的教材")
+    def books(p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
+        return {"books": [book_json(b) for b in p.books]}
+
+    @app.get("/v1/books/{book_id}/toc", summary="一本教材的目录")
+    def toc(book_id: str, p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
+        return toc_json(find_book(p.books, book_id))
+
+    @app.post("/v1/search", summary="检索相关段落（与 python -m rag search --json 相同）")
+    def search(body: QuestionRequest, p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
+        checked(p, body.question, body.history, body.book)
+        found = p.search(body.question, body.history, QueryParams(k=body.k, book=body.book))
+        return search_json(body.question, found.hits)
+
+    @app.post("/v1/ask", summary="回答问题并给出出处（与 python -m rag ask --json 相同）")
+    def ask(body: QuestionRequest, p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
+        checked(p, body.question, body.history, body.book)
+        return answer_json(p.ask(body.question, body.history, QueryParams(passages=body.k, book=body.book)))
+
+    @app.post("/v1/chat/completions", summary="OpenAI 兼容的对话接口（model 为教材 id，或表示全部教材的 id）")
+    def chat(body: ChatRequest, p: Pipeline = Depends(pipeline)) -> Any:
+        question, history = split_messages(body.messages)
+        book = book_of(body.model)
+        checked(p, question, history[-MAX_HISTORY:], book)
+        query = p.prepare(question, history[-MAX_HISTORY:])  # a bad question: a 400 before any stream
+        params = QueryParams(book=book)
+        if body.stream:
+            return StreamingResponse(stream_events(p.answer_stream(query, params), body.model),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return completion_json(p.answer(query, params), body.model)
