@@ -22,9 +22,11 @@ from rag.errors import LLMError
 from rag.answer.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
                          coverage_of, list_items, question_terms)
 from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
+from rag.answer.facts import renumber
+from rag.retrieve.query import resolve, split_compound
 from rag.text.fold import is_cjk
 from rag.text.numerals import cn_int
-from rag.types import Answer, Hit, Query, QueryParams
+from rag.types import Answer, Citation, Hit, Query, QueryParams
 
 REFUSAL_TEXT = REFUSAL + "。"
 
@@ -118,15 +120,21 @@ class Answerer:
 
     # --- planning -------------------------------------------------------------------------------------------
 
-    def plan(self, query: Query, params: QueryParams = QueryParams()) -> Plan:
-        """Everything up to the extractive answer; `final` is set when the LLM must not be asked."""
+    def plan(self, query: Query, params: QueryParams = QueryParams(), whole: bool = True) -> Plan:
+        """Everything up to the extractive answer; `final` is set when the LLM must not be asked.
+
+        A compound question (`whole`: not already a part of one) is answered part by part, each part cited,
+        a part the book does not cover named as such."""
         passages = params.passages or self.settings.answer.passages
         own, turns = query.words, query.history
         resolved = query.text if query.expanded else None
         base = Answer(question=query.original, text="", citations=(), mode="extractive", notices=query.notices,
                       resolved_question=resolved)
         direct = self.facts.answer(own, turns, params.book)
-        if direct is not None:
+        parts = split_compound(own) if whole and not query.expanded else [own]
+        if len(parts) > 1 and (direct is None or self._all_direct(query, parts, params.book)):
+            return Plan(query, final=self._compound(base, query, parts, params))
+        if direct is not None:  # 「信访工作在第几章讲？从哪页开始？」: one 目录 row answers both parts
             return Plan(query, final=replace(base, text=direct.text, citations=direct.citations, mode="direct"))
         items = self._ordinal_followup(own, turns, params.book)
         qvec = self.embedder.encode_queries([query.text])[0]  # encoded once: retrieval and sentence scoring
@@ -141,6 +149,39 @@ class Answerer:
             return Plan(query, hits, passages, params.book, final=refusal)
         chosen = self.composer.choose(query.text, ranked)
         return Plan(query, hits, passages, params.book, extractive=compose(base, chosen, REFUSAL_TEXT))
+
+    def _all_direct(self, query: Query, parts: Sequence[str], book: str | None) -> bool:
+        """Every part of a compound question has a direct answer of its own (「第五章讲什么，从第几页开始」)."""
+        return all(self.facts.answer(part, (*query.history, *parts[:i]), book) is not None
+                   for i, part in enumerate(parts))
+
+    def _compound(self, base: Answer, query: Query, parts: Sequence[str], params: QueryParams) -> Answer:
+        """One answer per part, their citations numbered on from each other; a refused part is said to be
+        outside the loaded text, with its 目录 pointer."""
+        texts: list[str] = []
+        cites: list[Citation] = []
+        answers: list[Answer] = []
+        for i, part in enumerate(parts):
+            sub = resolve(part, (*query.history, *parts[:i]), self.settings.answer.max_question_chars)
+            plan = self.plan(sub, params, whole=False)
+            a = plan.final or plan.extractive
+            assert a is not None
+            answers.append(a)
+            if a.refused:
+                pointer = f"（可参阅{a.pointer}）" if a.pointer else ""
+                texts.append(f"关于“{part.rstrip('？?')}”：{REFUSAL}{pointer}。")
+                continue
+            numbered = renumber(a.citations, cites)
+            new = {c.n: m.n for c, m in zip(a.citations, numbered)}
+            text = re.sub(r"\[(\d+)\]", lambda m: f"[{new.get(int(m.group(1)), m.group(1))}]", a.text)
+            said = "".join(texts)
+            texts.append("".join(s for s in re.findall(r"[^。]+。?", text) if s not in said))  # once each
+            cites += [c for c in numbered if c not in cites]
+        refused = all(a.refused for a in answers)
+        mode = "direct" if all(a.mode == "direct" for a in answers) else "extractive"
+        pointer = next((a.pointer for a in answers if a.refused and a.pointer), None)
+        return replace(base, text="".join(texts), citations=tuple(cites), refused=refused, mode=mode,
+                       pointer=pointer if refused else None)
 
     def _search(self, query: Query, qvec: np.ndarray, k: int, book: str | None) -> tuple[Hit, ...]:
         hits = self.retriever.search(query, qvec, k, book).hits

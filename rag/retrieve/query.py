@@ -193,3 +193,52 @@ def expand_followup(question: str, history: Sequence[str] = ()) -> str:
         joiner = "的" if pronoun == "其" and rest[:1] not in ("的", "中", "") else ""  # 其作用 → …的作用
         return f"{topic}{joiner}{rest}"
     return f"{topic} {body}"
+
+
+# --- compound questions -------------------------------------------------------------------------------------
+
+# A clause that asks something: a question word or a question particle.
+_ASKING = re.compile(r"什么|哪|谁|几|多少|为什么|为何|怎样|怎么|如何|是否|吗|呢|何时|何处")
+_PART_END = re.compile(r"[？?；;]+")
+_CLAUSE = re.compile(r"[，,、]")
+_CONTINUES = ("又", "还", "另外", "并且", "而且", "以及", "同时", "那么", "那")
+
+
+def split_compound(text: str) -> list[str]:
+    """The questions a compound question asks, in order: 「A是什么？B又是什么？」, 「第五章讲什么，从第几页开始？」,
+    「多少册，是哪家公司印刷的，由谁经销」. A single question (「A和B分别是什么」) comes back alone. A clause is a
+    part of its own only when it asks something itself; a part keeps its own words (follow-up words such as
+    「又」 are dropped, a pronoun is resolved later against the parts before it)."""
+    sentences = [s.strip() for s in _PART_END.split(text) if s.strip()]
+    parts: list[str] = []
+    for sentence in sentences:
+        clauses = [c.strip() for c in _CLAUSE.split(sentence) if c.strip()]
+        asking = [bool(_ASKING.search(c)) for c in clauses]
+        if len(clauses) > 1 and all(asking) and all(len(_topic(c)) >= 1 for c in clauses):
+            parts += clauses
+        else:
+            parts.append(sentence)
+    parts = [_drop_continuation(p) for p in parts]
+    parts = [p for p in parts if len(p) >= 3 and _ASKING.search(p) or len(parts) == 1]
+    if len(parts) < 2:
+        return [text]
+    return [_carry_reference(p, parts[i - 1]) + "？" if i else p + "？" for i, p in enumerate(parts)]
+
+
+_REFERENCE = re.compile(r"^(?:第[0-9一二三四五六七八九十百零两]+章)?(?:第[0-9一二三四五六七八九十百零两]+节)?")
+
+
+def _carry_reference(part: str, before: str) -> str:
+    """「第五章讲什么，从第几页开始」: the second part is about the chapter the first one names."""
+    ref = _REFERENCE.match(before).group(0)
+    if ref and not re.search(r"第[0-9一二三四五六七八九十百零两]+[章节]", part) and re.search(r"页|节|章|讲", part):
+        return ref + part
+    return part
+
+
+def _drop_continuation(part: str) -> str:
+    for word in _CONTINUES:
+        if part.startswith(word) and len(part) > len(word) + 2:
+            part = part[len(word):]
+            break
+    return part.replace("又是", "是").replace("又该", "该").replace("又有", "有").replace("还要", "要")
