@@ -20,6 +20,7 @@ from rag.types import Chunk, TocEntry
 _THIS_CHAPTER = re.compile(r"这一章|这章|本章|该章|此章|同一章|这一部分")
 _THIS_SECTION = re.compile(r"这一节|这节|本节|该节|此节|它|其")
 _NEXT = re.compile(r"下一(章|节)")
+_LAST = re.compile(r"最后一(章|节)")
 _PREV = re.compile(r"上一(章|节)")
 _ASK_PAGE = re.compile(r"第几页|哪一?页|多少页|几页|页码|从第?几|起始页|始于|开始于|页数")
 _COUNT_CHAPTERS = re.compile(r"(几|多少)个?章|章数")
@@ -36,6 +37,7 @@ _ASK_WORDS = re.compile(
 )
 _PUNCT = re.compile(r"[\s\W_]+")
 
+LAST = -1  # 「最后一章」「第七章最后一节」: the last chapter, or the last section of the chapter
 RouteKind = Literal[
     "count_chapters", "list_chapters", "count_sections", "afterword", "page", "topic", "start_page", "content"
 ]
@@ -93,7 +95,7 @@ def _num(pattern: re.Pattern[str], text: str) -> int | None:
 
 def ask_residual(text: str) -> str:
     """The question without chapter/section/page references and question words: its remaining topic."""
-    for pattern in (CHAPTER_REF, SECTION_REF, PAGE_REF, _THIS_CHAPTER, _THIS_SECTION, _NEXT, _PREV):
+    for pattern in (CHAPTER_REF, SECTION_REF, PAGE_REF, _THIS_CHAPTER, _THIS_SECTION, _NEXT, _PREV, _LAST):
         text = pattern.sub("", text)
     return _PUNCT.sub("", _ASK_WORDS.sub("", text))
 
@@ -112,13 +114,19 @@ def route(question: str, context: tuple[int | None, int | None] = (None, None)) 
     page = _num(PAGE_REF, q)
     if page is not None and chapter is None and section is None:
         return Route("page", page=page)
+    last = _LAST.search(q)
+    if last and section is None and (chapter is not None or last.group(1) == "节" or "章" in last.group(0)):
+        kind: RouteKind = "start_page" if _ASK_PAGE.search(q) else "content"
+        if last.group(1) == "章":
+            return Route(kind, LAST)
+        return Route(kind, chapter if chapter is not None else LAST, LAST)
     if chapter is None:
         if _LIST_CHAPTERS.search(q) and small:
             return Route("list_chapters")
         if _COUNT_CHAPTERS.search(q) and small:
             return Route("count_chapters")
-        if _WHICH_PART.search(q) and len(ask_residual(q)) >= 2:
-            return Route("topic")
+        if (_WHICH_PART.search(q) or _ASK_PAGE.search(q)) and len(ask_residual(q)) >= 2:
+            return Route("topic")  # 「讲网络群工的是哪一章」「“群众工作的新特点”这一节从第几页开始」
         return None
     if _ASK_PAGE.search(q) and small:
         return Route("start_page", chapter, section)
@@ -150,7 +158,7 @@ def _with_context(q: str, chapter: int | None, section: int | None,
 class Topic:
     entry: TocEntry
     score: float
-    term: str  # the quoted or residual topic words, for the answer sentence
+    term: str  # the topic words as the title has them, for the answer sentence ("" when it has them otherwise)
 
 
 def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapter_first: bool = False,
@@ -175,7 +183,9 @@ def topic_match(question: str, toc: Sequence[TocEntry], min_score: float, chapte
     best = max(s for s, _ in scored)
     if best < min_score:
         return None
-    return Topic(_prefer([e for s, e in scored if s >= best - 1e-9], question, chapter_first), best, term)
+    entry = _prefer([e for s, e in scored if s >= best - 1e-9], question, chapter_first)
+    shown = term if term and squeeze(term)[0] in squeeze(entry.title)[0] else ""  # the title's own words only
+    return Topic(entry, best, shown)
 
 
 def _quoted_terms(question: str, rows: Sequence[TocEntry]) -> list[str]:

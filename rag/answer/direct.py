@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from rag.answer.booknav import Chapter, Topic, chapters_of, loaded_parts, route, topic_match
+from rag.answer.booknav import LAST, Chapter, Topic, chapters_of, loaded_parts, route, topic_match
 from rag.answer.cite import line_span, make_citation
 from rag.text.fold import find_span
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
@@ -78,7 +78,8 @@ class BookFacts:
             return self._page(r.page)
         if r.kind == "topic":
             return self._topic(question)
-        chapter = next((c for c in self.chapters if c.no == r.chapter), None)
+        chapter = self.chapters[-1] if r.chapter == LAST else next((c for c in self.chapters if c.no == r.chapter),
+                                                                                   None)
         if chapter is None:
             return self._no_such_chapter(r.chapter) if r.chapter is not None else None
         if r.section is not None:
@@ -151,7 +152,8 @@ class BookFacts:
         return _Cited(text, cites)
 
     def _section(self, ch: Chapter, no: int, start_page: bool) -> _Cited | None:
-        sec = next((s for s in ch.sections if cn_int(s.number[1:-1]) == no), None)
+        sec = (ch.sections[-1] if ch.sections else None) if no == LAST else next(
+            (s for s in ch.sections if cn_int(s.number[1:-1]) == no), None)
         if sec is None:
             return None
         cites = self._cite_entries([sec])

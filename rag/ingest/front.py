@@ -168,6 +168,9 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "印次": re.compile(r"(第\s*\d+\s*次印刷)"),
     "中图分类号": re.compile(r"IV\.\s*①\s*(\S+)"),
     "邮购地址": re.compile(r"邮购地址\s*[:：]?\s*(.+)"),
+    "销售中心": re.compile(r"(\S+销售中心)"),
+    "邮购电话": re.compile(r"销售中心\s*电话\s*[:：]?\s*((?:[（(]\d+[）)])?\s*\d[\d ]*\d)"),
+    "主题词": re.compile(r"III\.\s*①\s*(\S+)"),
 }
 
 
@@ -212,9 +215,6 @@ def _cip_fields(lines: list[str], fields: dict[str, str]) -> None:
             fields.setdefault("出版社", "、".join(p.strip() for p in re.split(r"[:：]", m.group(2))))
             if k + 1 < len(lines) and not re.search(r"ISBN|[:：]", lines[k + 1]):
                 fields.setdefault("丛书名", lines[k + 1])
-        m = re.match(r"^III\.\s*①\s*(.+)$", line)
-        if m:
-            fields.setdefault("主题词", m.group(1).strip())
     if "印刷单位" in fields:
         fields["印刷单位"] = fields["印刷单位"].split()[-1]
 
