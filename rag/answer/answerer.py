@@ -9,6 +9,7 @@ the extractive answer as the fallback. The refusal rule always runs before the L
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -17,6 +18,7 @@ import numpy as np
 from rag.text.fold import spaceless as squeeze
 from rag.answer.compose import Composer, compose
 from rag.config import Settings
+from rag.answer.direct import BookFacts
 from rag.answer.library import Library
 from rag.errors import LLMError
 from rag.answer.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
@@ -26,7 +28,7 @@ from rag.answer.facts import renumber
 from rag.retrieve.query import resolve, split_compound
 from rag.text.fold import is_cjk
 from rag.text.numerals import cn_int
-from rag.types import Answer, Citation, Hit, Query, QueryParams
+from rag.types import Answer, Citation, Hit, Query, QueryParams, TocEntry
 
 REFUSAL_TEXT = REFUSAL + "。"
 
@@ -48,6 +50,11 @@ MIN_DENSE = 0.87
 MIN_COVERAGE = 0.3
 UNLOADED_TOPIC = 0.6
 FULL_COVERAGE = 0.9
+# Third rule, chosen on the tune split of tests/data/book_questions.jsonl (bench/RESULTS.md, "Refusal"): the
+# question is closer (embedding cosine) to a 目录 title whose text is not loaded than to any title whose text
+# is, by at least TITLE_MARGIN, that title is close (≥ TITLE_CLOSE), and the best sentence covers little of
+# the question's terms (< TITLE_COVERAGE): 「信访工作怎样抓好源头治理？」 is about 第五章第一节, not in the text.
+TITLE_MARGIN, TITLE_CLOSE, TITLE_COVERAGE = 0.02, 0.89, 0.35
 # English questions, measured (bench/RESULTS.md, "Reliability"): with the 4-bit e5-small the best sentence
 # for an English question about the book scores 0.77–0.80, no better than English questions the book does not
 # answer (0.72–0.80), so the refusal rule cannot tell them apart and refuses both. A question with Chinese
@@ -91,6 +98,8 @@ class Answerer:
         self.reranker = reranker  # Callable[[Query, Sequence[Hit]], Sequence[Hit]] or None
         self.store = SentenceStore(embedder, index.tokenizer, index.chunks, index.sentence_vectors)
         self.composer = Composer(self.store, index.chunks, index.tokenizer)
+        self._title_vectors: list | None = None
+        self._titles_lock = threading.Lock()
 
     def warm(self) -> None:
         """Encode every chunk's sentences now (the app calls this once) instead of on first use."""
@@ -142,10 +151,11 @@ class Answerer:
         if items:
             return Plan(query, hits, passages, params.book, extractive=compose(base, items, REFUSAL_TEXT))
         ranked = self._rank(query.text, hits, qvec, own if query.expanded else None)
-        if self._refuse(query.text, ranked, params.book):
+        unloaded = self._unloaded_entry(own, ranked, qvec, params.book)
+        if unloaded is not None or self._refuse(query.text, ranked, params.book):
             notices = base.notices + ((FOREIGN_NOTICE,) if foreign(own) else ())
-            refusal = replace(base, text=REFUSAL_TEXT, refused=True,
-                              pointer=self.facts.pointer(query.text, params.book), notices=notices)
+            pointer = unloaded[0].pointer_to(unloaded[1]) if unloaded else self.facts.pointer(query.text, params.book)
+            refusal = replace(base, text=REFUSAL_TEXT, refused=True, pointer=pointer, notices=notices)
             return Plan(query, hits, passages, params.book, final=refusal)
         chosen = self.composer.choose(query.text, ranked)
         return Plan(query, hits, passages, params.book, extractive=compose(base, chosen, REFUSAL_TEXT))
@@ -234,6 +244,36 @@ class Answerer:
                 extra.append((best, Hit(c, 0.0, len(hits) + 1)))
         extra.sort(key=lambda x: -x[0])
         return pool + [h for _, h in extra[:POOL_EXTRA]]
+
+    def _unloaded_entry(self, own: str, ranked: Sequence[Scored], qvec: np.ndarray,
+                        book: str | None) -> tuple[BookFacts, TocEntry] | None:
+        """The 目录 row a question is about when that row's text is not loaded: named by number
+        (「第四章第二节的内容」), or closest by meaning to the question while no sentence covers it."""
+        for facts in self.facts.scope(own, book):
+            entry = facts.numbered_unloaded(own)
+            if entry is not None:
+                return facts, entry
+        if ranked and ranked[0].coverage >= TITLE_COVERAGE:
+            return None
+        rows = self._titles(book)
+        if not rows:
+            return None
+        sims = np.stack([v for _, _, _, v in rows]) @ qvec
+        best_unloaded = max(((s, i) for i, s in enumerate(sims) if not rows[i][2]), default=None)
+        best_loaded = max((s for i, s in enumerate(sims) if rows[i][2]), default=-1.0)
+        if best_unloaded is None or best_unloaded[0] < TITLE_CLOSE or best_unloaded[0] - best_loaded < TITLE_MARGIN:
+            return None
+        facts, entry, _, _ = rows[best_unloaded[1]]
+        return facts, entry
+
+    def _titles(self, book: str | None) -> list[tuple[BookFacts, TocEntry, bool, np.ndarray]]:
+        """The 目录 titles in scope with their passage vectors (encoded once, on first use)."""
+        with self._titles_lock:
+            if self._title_vectors is None:
+                rows = self.facts.titles_of(None)
+                vecs = self.embedder.encode_passages([e.title for _, e, _ in rows]) if rows else []
+                self._title_vectors = [(f, e, loaded, v) for (f, e, loaded), v in zip(rows, vecs)]
+        return [r for r in self._title_vectors if book is None or r[0].book.id == book]
 
     def _refuse(self, text: str, ranked: Sequence[Scored], book: str | None) -> bool:
         if not ranked:

@@ -130,6 +130,8 @@ def route(question: str, context: tuple[int | None, int | None] = (None, None)) 
         return None
     if _ASK_PAGE.search(q) and small:
         return Route("start_page", chapter, section)
+    if _ASK_PAGE.search(q) and section is None:
+        return Route("topic")  # 「第四章中讲群众权益的那一节从哪页开始」: a section named by its topic
     if section is None and _COUNT_SECTIONS.search(q) and small:
         return Route("count_sections", chapter)
     return Route("content", chapter, section) if small else None

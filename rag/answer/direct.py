@@ -14,7 +14,7 @@ from rag.answer.booknav import LAST, Chapter, Topic, chapters_of, loaded_parts, 
 from rag.answer.cite import line_span, make_citation
 from rag.text.fold import find_span
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
-from rag.text.numerals import cn_int, int_cn
+from rag.text.numerals import CHAPTER_REF, SECTION_REF, cn_int, int_cn
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
 POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question at a chapter/section
@@ -48,11 +48,26 @@ class BookFacts:
     def pointer(self, question: str) -> str | None:
         """The 目录 entry a question seems to be about, for a refusal: 「目录：第五章 …（第99页起）」."""
         hit = topic_match(question, self.toc, min_score=POINTER_MATCH, chapter_first=True, balanced=True)
-        if hit is None:
+        return self.pointer_to(hit.entry) if hit is not None else None
+
+    def pointer_to(self, entry: TocEntry) -> str:
+        where = self._path(entry)
+        note = "" if self._is_loaded(entry) else "（该部分正文不在已载入的语料中）"
+        return f"目录：{where}（第{entry.page}页起）{note}" if entry.page else f"目录：{where}{note}"
+
+    def numbered_unloaded(self, question: str) -> TocEntry | None:
+        """The 章 or 节 a question names by number (「第四章第二节」) when its text is not loaded."""
+        r = route(question)
+        ch_no = _ref(CHAPTER_REF, question)
+        if ch_no is None:
             return None
-        where = self._path(hit.entry)
-        note = "" if self._is_loaded(hit.entry) else "（该部分正文不在已载入的语料中）"
-        return f"目录：{where}（第{hit.entry.page}页起）{note}" if hit.entry.page else f"目录：{where}{note}"
+        chapter = next((c for c in self.chapters if c.no == ch_no), None)
+        if chapter is None:
+            return None
+        sec_no = _ref(SECTION_REF, question)
+        entry = next((e for e in chapter.sections if cn_int(e.number[1:-1]) == sec_no), None) \
+            if sec_no is not None else chapter.entry
+        return entry if entry is not None and r is None and not self._is_loaded(entry) else None
 
     def is_loaded(self, entry: TocEntry) -> bool:
         return self._is_loaded(entry)
@@ -234,6 +249,11 @@ def _entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
     return find_span(chunk.text, f"{entry.number}{entry.title}") or (
         find_span(chunk.text, entry.title) if len(entry.title) >= 6 else None
     )
+
+
+def _ref(pattern, question: str) -> int | None:
+    m = pattern.search(question)
+    return cn_int(m.group(1)) if m else None
 
 
 def _q(title: str) -> str:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from rag.answer.direct import BookFacts
 from rag.text.fold import squeeze
-from rag.types import Answer, Book, Chunk
+from rag.types import Answer, Book, Chunk, TocEntry
 
 
 class Library:
@@ -63,6 +63,10 @@ class Library:
 
     def pointer(self, question: str, book: str | None = None) -> str | None:
         return next((p for f in self.scope(question, book) if (p := f.pointer(question))), None)
+
+    def titles_of(self, book: str | None = None) -> list[tuple[BookFacts, TocEntry, bool]]:
+        """Every titled 目录 row of the books in scope, with its facts and whether its text is loaded."""
+        return [(f, e, f.is_loaded(e)) for f in self.scope("", book) for e in f.toc if e.title]
 
     def names_unloaded_part(self, question: str, min_score: float, book: str | None = None) -> bool:
         return any(f.names_unloaded_part(question, min_score) for f in self.scope(question, book))
