@@ -13,7 +13,7 @@ import sys
 from rag.config import offline_environment
 from rag.errors import RagError
 
-COMMANDS = ("model", "chunks", "build", "search", "ask", "eval", "serve", "api", "mcp", "quiz")
+COMMANDS = ("model", "chunks", "build", "books", "search", "ask", "eval", "serve", "api", "mcp", "quiz")
 
 
 def main(argv: list[str] | None = None) -> int:

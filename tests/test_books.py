@@ -75,3 +75,24 @@ def test_search_keeps_to_the_picked_book(library: Pipeline) -> None:
     assert "网格员每周走访一次独居老人" in hits[0].chunk.text
     other = library.search("群众工作的核心是什么？", params=QueryParams(k=3, book=library.books[0].id))
     assert all(h.chunk.book == library.books[0].id for h in other)
+
+
+def test_rag_books_lists_each_book_with_its_toc_coverage(library: Pipeline) -> None:
+    from rag.commands.books import describe
+
+    shipped, second = describe(library)
+    assert (second["id"], second["title"], second["files"]) == ("community", "城市社区治理读本", ["community.txt"])
+    assert second["chunks"] == sum(c.book == "community" for c in library.index.chunks)
+    assert [r["has_text"] for r in second["toc"]] == [True, True]
+    assert shipped["pages_estimated"] and shipped["toc"][0]["has_text"] and not shipped["toc"][2]["has_text"]
+
+
+def test_an_unknown_book_is_refused_by_name(library: Pipeline) -> None:
+    import argparse
+
+    from rag.commands.search import book_arg
+    from rag.errors import InputError
+
+    with pytest.raises(InputError, match="community"):
+        book_arg(library, argparse.Namespace(book="no-such-book"))
+    assert book_arg(library, argparse.Namespace(book="community")) == "community"

@@ -10,13 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from rag.commands.search import open_pipeline, read_batch
+from rag.commands.search import book_arg, open_pipeline, read_batch
 from rag.errors import InputError
 from rag.pipeline import Pipeline
 from rag.render import visible
 from rag.schema import answer_error_json, answer_json
 from rag.store.manifest import rebuild_command
-from rag.types import Answer, Citation
+from rag.types import Answer, Citation, QueryParams
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="此前的提问（可重复，按时间顺序），用于理解“它”“这一章”等追问")
     p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
     p.add_argument("--model", default=None, metavar="PATH", help="嵌入模型目录（须与构建索引时一致）")
+    p.add_argument("--book", default=None, metavar="ID", help="只依据这本书回答（书的 id 见 python -m rag books）")
     p.add_argument("--json", action="store_true", help="输出 JSON（每个问题一行）")
     p.add_argument("--batch", type=Path, default=None, metavar="FILE",
                    help='批量提问：每行一个 JSON 对象 {"question": …, "history": […]} 或一行一个问题')
@@ -59,12 +60,13 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
         print(f"    “{visible(c.quote)}”")
 
 
-def ask_one(pipeline: Pipeline, question: str, history: list[str], as_json: bool) -> None:
+def ask_one(pipeline: Pipeline, question: str, history: list[str], as_json: bool,
+            params: QueryParams = QueryParams()) -> None:
     if as_json:
-        print(json.dumps(answer_json(pipeline.ask(question, history)), ensure_ascii=False))
+        print(json.dumps(answer_json(pipeline.ask(question, history, params)), ensure_ascii=False))
         return
     streamed = False
-    for item in pipeline.ask_stream(question, history):
+    for item in pipeline.ask_stream(question, history, params):
         if isinstance(item, Answer):
             print_answer(item, streamed)
         else:
@@ -83,12 +85,13 @@ def warn_if_stale(pipeline: Pipeline) -> None:
 def run(args: argparse.Namespace) -> int:
     pipeline = open_pipeline(args)
     warn_if_stale(pipeline)
+    params = QueryParams(book=book_arg(pipeline, args))
     if args.batch is None:
-        ask_one(pipeline, args.question, args.history, args.json)
+        ask_one(pipeline, args.question, args.history, args.json, params)
         return 0
     for question, history in read_batch(args.batch):
         try:
-            out = answer_json(pipeline.ask(question, history))
+            out = answer_json(pipeline.ask(question, history, params))
         except InputError as exc:
             out = answer_error_json(question, str(exc))
         print(json.dumps(out, ensure_ascii=False), flush=True)

@@ -19,6 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, metavar="PATH", help="sentence-transformers 模型目录（默认内置模型）")
     p.add_argument("--quiet", action="store_true", help="不显示进度条")
     p.add_argument("--force", action="store_true", help="即使语料、设置和模型都未变化也重新构建")
+    p.add_argument("--engine", choices=("local", "ray"), default=None,
+                   help="构建引擎：local（本机单进程，默认）或 ray（Ray 集群，见 docs/scale-out.md；RAG_BUILD_ENGINE）")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="已运行的 Ray 集群地址（默认在本机启动一个；RAG_RAY_ADDRESS）")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -34,8 +38,25 @@ def run(args: argparse.Namespace) -> int:
     from rag.build import build  # the model and the build stage load only when building
 
     settings = settings_from_args(args)
+    scale = replace(settings.scale, build_engine=args.engine or settings.scale.build_engine,
+                    ray_address=args.ray_address or settings.scale.ray_address)
+    settings = replace(settings, scale=scale)
     start = time.perf_counter()
-    report = build(settings, progress=not args.quiet, force=args.force)
+    if scale.build_engine == "ray":
+        from rag.scale.ray_build import build_ray
+
+        result = build_ray(settings, progress=not args.quiet, force=args.force)
+        report = result.report
+        for stage, nodes in result.nodes.items():
+            print(f"  Ray {stage}：{len(nodes)} 个节点（{', '.join(n[:8] for n in nodes)}）")
+    else:
+        report = build(settings, progress=not args.quiet, force=args.force)
+    if scale.vector_backend == "milvus":  # copy the folder into Milvus and switch the alias (rag/scale/milvus.py)
+        from rag.scale.milvus import publish
+
+        published = publish(settings)
+        print(f"  Milvus {scale.milvus_uri}：别名 {published['alias']} → {published['chunks']}"
+              f"（{published['rows']} 个句向量）")
     total = time.perf_counter() - start
     if report.up_to_date:
         print(f"索引已是最新，未重建：{report.index_dir}")

@@ -25,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help="检索与问题最相关的段落（不生成回答）")
     p.add_argument("question", nargs="?", help="问题，如“第一章讲什么？”")
     p.add_argument("-k", type=int, default=None, help="返回的段落数（默认 5）")
+    p.add_argument("--book", default=None, metavar="ID", help="只在这本书中检索（书的 id 见 python -m rag books）")
     p.add_argument("--index", type=Path, default=None, metavar="DIR", help="索引文件夹（默认 embeddings/index）")
     p.add_argument("--model", default=None, metavar="PATH", help="嵌入模型目录（须与构建索引时一致）")
     p.add_argument("--history", action="append", default=[], metavar="上一问",
@@ -68,9 +69,10 @@ def open_pipeline(args: argparse.Namespace) -> Pipeline:
 def run(args: argparse.Namespace) -> int:
     pipeline = open_pipeline(args)
     if args.batch is None:
-        show(pipeline, args.question, args.history, args.k, args.json)
+        show(pipeline, args.question, args.history, QueryParams(k=args.k, book=book_arg(pipeline, args)),
+             args.json)
         return 0
-    params = QueryParams(k=args.k)
+    params = QueryParams(k=args.k, book=book_arg(pipeline, args))
     for question, history in read_batch(args.batch):
         try:
             found = pipeline.search(question, history, params)
@@ -92,8 +94,17 @@ def page_label(hit: Hit) -> str:
     return f"第 {pages} 页" + ("（估计）" if c.page_estimated else "")
 
 
-def show(pipeline: Pipeline, question: str, history: list[str], k: int | None, as_json: bool) -> None:
-    found = pipeline.search(question, history, QueryParams(k=k))
+def book_arg(pipeline: Pipeline, args: argparse.Namespace) -> str | None:
+    """--book, checked against the loaded books (InputError naming them when it is not one of them)."""
+    book = getattr(args, "book", None)
+    if book is not None and all(b.id != book for b in pipeline.books):
+        ids = "、".join(f"{b.id}（{b.title}）" for b in pipeline.books)
+        raise InputError(f"没有 id 为 {book} 的书。已载入的书：{ids}。")
+    return book
+
+
+def show(pipeline: Pipeline, question: str, history: list[str], params: QueryParams, as_json: bool) -> None:
+    found = pipeline.search(question, history, params)
     query, hits = found.query, found.hits
     if as_json:
         print(json.dumps(search_json(question, hits), ensure_ascii=False))
