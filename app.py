@@ -131,7 +131,8 @@ def section_dialog(pipeline: Pipeline, entry) -> None:
 
 def source_card(pipeline: Pipeline, c) -> None:
     with st.container(border=True):
-        st.markdown(render.card_heading(c))
+        book = pipeline.index.book(c.chunk.book) if len(pipeline.books) > 1 else None
+        st.markdown(render.card_heading(c, book.title if book else None))
         st.html(PASSAGE_CSS + render.highlight_html(c.chunk.text, c.quote))
         with st.expander("前后文"):
             try:

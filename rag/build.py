@@ -79,7 +79,7 @@ def build(settings: Settings, *, embedder=None, progress: bool = False, force: b
         embedder = load_embedder(settings.model)
     lap("model")
     cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
-    index, computed = make_index(docs, chunks, embedder, settings.corpus, cache, progress)
+    index, computed = make_index(docs, chunks, embedder, settings.corpus, cache, progress, titles=corpus.titles)
     lap("embed+lexical")
     skipped = tuple(f"{name}：{reason}" for name, reason in corpus.skipped)
     manifest = base_manifest(settings, embedder, index, docs, skipped)
@@ -101,7 +101,7 @@ def _unchanged_report(folder: Path, manifest: mf.Manifest, timings: dict[str, fl
 
 def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corpus_roots: Sequence[Path] = (),
                cache: Path | None = None, progress: bool = False,
-               vector_kind: Kind | None = None) -> tuple[ix.Index, int]:
+               vector_kind: Kind | None = None, titles: dict[str, str] | None = None) -> tuple[ix.Index, int]:
     """The index in memory (also used by the benchmarks), and how many sentences had to be embedded.
     `vector_kind` forces a vector store type (tests); by default it follows the vector count
     (rag/store/vectors.py)."""
@@ -124,12 +124,13 @@ def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corp
     store = make_vector_store(embedder.dim, len(vectors), force=vector_kind)
     store.add(vectors)
     table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
-    return ix.Index(tuple(chunks), store, table, lexical, tokenizer, words, books_of(docs)), computed
+    return ix.Index(tuple(chunks), store, table, lexical, tokenizer, words, books_of(docs, titles)), computed
 
 
-def books_of(docs: Sequence[Document]) -> tuple[Book, ...]:
-    """The books of the corpus in corpus order: the documents sharing a book id make one book, titled from
-    its first document (版权页 书名, first heading or file name), with the 目录 and 版权页 of its files."""
+def books_of(docs: Sequence[Document], titles: dict[str, str] | None = None) -> tuple[Book, ...]:
+    """The books of the corpus in corpus order: the documents sharing a book id make one book, titled by its
+    metadata file (`titles`) or from its first document (版权页 书名, PDF title, first `#` heading or file
+    name), with the 目录 and 版权页 of its files."""
     grouped: dict[str, list[Document]] = {}
     for d in docs:
         grouped.setdefault(d.book, []).append(d)
@@ -137,7 +138,8 @@ def books_of(docs: Sequence[Document]) -> tuple[Book, ...]:
     for book_id, parts in grouped.items():
         toc = tuple(t for d in parts for t in d.toc)
         info = next((d.info for d in parts if d.info is not None), None)
-        books.append(Book(book_id, parts[0].title, tuple(d.source for d in parts), toc, info))
+        title = (titles or {}).get(book_id) or parts[0].title
+        books.append(Book(book_id, title, tuple(d.source for d in parts), toc, info))
     return tuple(books)
 
 

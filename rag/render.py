@@ -21,7 +21,7 @@ from collections import Counter
 
 from rag.errors import REBUILD_COMMAND, IndexError_, ModelError
 from rag.text.fold import find_span, spaceless
-from rag.text.numerals import HEADING_NUMBER
+from rag.text.numerals import HEADING_NUMBER, article_at
 from rag.types import Answer, Book, BookInfo, Chunk, Citation, TocEntry
 
 _ROMAN = re.compile(r"^[ivxlcdm]+$", re.IGNORECASE)
@@ -74,10 +74,26 @@ def toc_label(entry: TocEntry) -> str:
     return f"{entry.heading}（第{entry.page}页）" if entry.page else entry.heading
 
 
-def card_heading(c: Citation) -> str:
-    """Markdown heading of a source card: 「**[n]** section path · **page**」, flagged citations marked."""
-    where = c.chunk.section_path or c.chunk.source
-    page = chunk_page_label(c.chunk)
+def locator(c: Citation) -> str:
+    """Where a citation is within its section: its printed page, or — in a text without page numbers (a
+    章/节/条 document) — its article (「第六十条」); 「页码不详」 only when neither is known."""
+    if c.chunk.page:
+        return chunk_page_label(c.chunk)
+    at = c.chunk.text.find(c.quote)
+    return article_at(c.chunk.text, max(at, 0)) or chunk_page_label(c.chunk)
+
+
+def where_of(c: Citation, book_title: str | None = None) -> str:
+    """「《书名》 第三章 … › 第一节 …」: the book (when several are loaded) and the section path."""
+    path = c.chunk.section_path or c.chunk.source
+    return f"《{book_title}》 {path}" if book_title else path
+
+
+def card_heading(c: Citation, book_title: str | None = None) -> str:
+    """Markdown heading of a source card: 「**[n]** section path · **page**」 (the book's title first when
+    several are loaded), flagged citations marked."""
+    where = where_of(c, book_title)
+    page = locator(c)
     head = f"**[{c.n}]** {escape_markdown(where)} · **{escape_markdown(page)}**" if where != page \
         else f"**[{c.n}]** **{escape_markdown(page)}**"
     return head + (" · :orange[:material/warning: 未能核实此引用]" if c.flagged else "")
@@ -204,9 +220,9 @@ def span_label(chunks: Sequence[Chunk]) -> str:
 # --- export and feedback -----------------------------------------------------------------------------------
 
 
-def citation_line(c: Citation) -> str:
+def citation_line(c: Citation, book_title: str | None = None) -> str:
     flag = "（未能核实）" if c.flagged else ""
-    return f"[{c.n}] {c.chunk.section_path or c.chunk.source} · {chunk_page_label(c.chunk)}{flag}"
+    return f"[{c.n}] {where_of(c, book_title)} · {locator(c)}{flag}"
 
 
 def export_markdown(turns: Iterable[Turn], title: str = "教材问答", now: datetime | None = None) -> str:

@@ -2,9 +2,9 @@
 
 Other tools rely on these fields; add fields, never rename or drop one.
 - search: {"query", "hits": [{"rank", "chunk_id", "score", "text", "section", "page", "page_end",
-  "page_estimated", "kind", "source"}]}
+  "page_estimated", "kind", "source", "book"}]}
 - ask: {"question", "answer", "refused", "mode", "citations": [{"n", "chunk_id", "quote", "text", "section",
-  "page", "page_end", "page_estimated", "source", "score"}]}
+  "page", "page_end", "page_estimated", "source", "score", "book"}]}
 `section` is the full path joined by " › ". A batch line that cannot be asked keeps its place with an "error".
 """
 
@@ -19,7 +19,7 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     c = hit.chunk
     return {"rank": hit.rank, "chunk_id": c.id, "score": round(hit.score, 6), "text": c.text,
             "section": c.section_path, "page": c.page, "page_end": c.page_end,
-            "page_estimated": c.page_estimated, "kind": c.kind, "source": c.source}
+            "page_estimated": c.page_estimated, "kind": c.kind, "source": c.source, "book": c.book}
 
 
 def search_json(question: str, hits: tuple[Hit, ...] | list[Hit]) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def citation_json(c: Citation) -> dict[str, Any]:
     ch = c.chunk
     return {"n": c.n, "chunk_id": ch.id, "quote": c.quote, "text": ch.text, "section": ch.section_path,
             "page": ch.page, "page_end": ch.page_end, "page_estimated": ch.page_estimated,
-            "source": ch.source, "score": round(c.score, 6)}
+            "source": ch.source, "score": round(c.score, 6), "book": ch.book}
 
 
 def answer_json(answer: Answer) -> dict[str, Any]:

@@ -77,7 +77,8 @@ def _open(req: urllib.request.Request) -> tuple[int, dict]:
 
 
 def without_book(citations: list[dict]) -> list[dict]:
-    return [{k: v for k, v in c.items() if k != "book"} for c in citations]
+    """The completion's citations are the CLI's (rag/schema.py, which carries the book id too)."""
+    return citations
 
 
 # --- the OpenAI-compatible chat --------------------------------------------------------------------------

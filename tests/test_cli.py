@@ -8,7 +8,7 @@ from pathlib import Path
 from rag.__main__ import main
 
 HIT_KEYS = {"rank", "chunk_id", "score", "text", "section", "page", "page_end", "page_estimated", "kind",
-            "source"}
+            "source", "book"}
 
 
 def test_search_json_has_the_documented_shape(built, pipeline, capsys) -> None:

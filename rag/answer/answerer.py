@@ -144,7 +144,8 @@ class Answerer:
         if len(parts) > 1 and (direct is None or self._all_direct(query, parts, params.book)):
             return Plan(query, final=self._compound(base, query, parts, params))
         if direct is not None:  # 「信访工作在第几章讲？从哪页开始？」: one 目录 row answers both parts
-            return Plan(query, final=replace(base, text=direct.text, citations=direct.citations, mode="direct"))
+            return Plan(query, final=replace(base, text=direct.text, citations=direct.citations, mode="direct",
+                                             refused=direct.refused))
         items = self._ordinal_followup(own, turns, params.book)
         qvec = self.embedder.encode_queries([query.text])[0]  # encoded once: retrieval and sentence scoring
         hits = self._search(query, qvec, max(CANDIDATE_HITS, passages), params.book)

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from rag.answer.booknav import LAST, Chapter, Topic, chapters_of, loaded_parts, route, topic_match
 from rag.answer.cite import line_span, make_citation
-from rag.text.fold import find_span
+from rag.text.fold import find_span, spaceless as squeeze
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
 from rag.text.numerals import CHAPTER_REF, SECTION_REF, cn_int, int_cn
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
@@ -125,7 +125,7 @@ class BookFacts:
         last = self.chapters[-1]
         cites = self._cite_entries([last.entry])
         text = (f"据目录，全书共{int_cn(len(self.chapters))}章，最后一章是{last.entry.heading}"
-                f"（第{last.entry.page}页起），没有第{int_cn(no)}章{_marks(cites)}。")
+                f"{_since(last.entry)}，没有第{int_cn(no)}章{_marks(cites)}。")
         return _Cited(text, cites)
 
     def _count_chapters(self) -> _Cited | None:
@@ -138,7 +138,7 @@ class BookFacts:
         return _Cited(text, cites)
 
     def _list_chapters(self) -> _Cited | None:
-        rows = "；".join(f"{c.entry.heading}（第{c.entry.page}页）" for c in self.chapters)
+        rows = "；".join(f"{c.entry.heading}{_at(c.entry)}" for c in self.chapters)
         cites = self._cite_entries([c.entry for c in self.chapters])
         return _Cited(f"据目录，全书共{int_cn(len(self.chapters))}章：{rows}{_marks(cites)}。", cites)
 
@@ -151,6 +151,8 @@ class BookFacts:
 
     def _chapter(self, ch: Chapter, start_page: bool = False) -> _Cited | None:
         e = ch.entry
+        if start_page and not e.page:
+            return None  # a text without page numbers: its chapters have none
         if start_page:
             cites = self._cite_entries([e])
             end = self._end_page(e)
@@ -158,8 +160,8 @@ class BookFacts:
             text = f"据目录，{e.heading}从第{e.page}页开始{span}{_marks(cites)}。"
         else:
             cites = self._cite_entries([e, *ch.sections])
-            secs = "；".join(f"{s.heading}（第{s.page}页）" for s in ch.sections)
-            head = f"据目录，{e.number}的标题是{_q(e.title)}（第{e.page}页起）"
+            secs = "；".join(f"{s.heading}{_at(s)}" for s in ch.sections)
+            head = f"据目录，{e.number}的标题是{_q(e.title)}{_since(e)}"
             body = f"，共{int_cn(len(ch.sections))}节：{secs}" if ch.sections else ""
             text = f"{head}{body}{_marks(cites)}。"
         if not self._is_loaded(e):
@@ -171,13 +173,15 @@ class BookFacts:
             (s for s in ch.sections if cn_int(s.number[1:-1]) == no), None)
         if sec is None:
             return None
+        if start_page and not sec.page:
+            return None
         cites = self._cite_entries([sec])
         if start_page:
             end = self._end_page(sec)
             span = f"（至第{end}页）" if end else ""
             text = f"据目录，{ch.entry.number}{sec.heading}从第{sec.page}页开始{span}{_marks(cites)}。"
         else:
-            text = (f"据目录，{ch.entry.number}{sec.number}的标题是{_q(sec.title)}（第{sec.page}页起），"
+            text = (f"据目录，{ch.entry.number}{sec.number}的标题是{_q(sec.title)}{_since(sec)}，"
                     f"属于{ch.entry.heading}{_marks(cites)}。")
         if not self._is_loaded(sec):
             text += NOT_LOADED.format(what="节")
@@ -189,7 +193,7 @@ class BookFacts:
             return None
         cites = self._cite_entries([hit.entry])
         what = f"“{hit.term}”" if hit.term else "这一内容"
-        text = f"据目录，讲{what}的是{self._path(hit.entry)}（第{hit.entry.page}页起）{_marks(cites)}。"
+        text = f"据目录，讲{what}的是{self._path(hit.entry)}{_since(hit.entry)}{_marks(cites)}。"
         if not self._is_loaded(hit.entry):
             text += NOT_LOADED.format(what="部分")
         return _Cited(text, cites)
@@ -226,6 +230,9 @@ class BookFacts:
                 return str(max(int(entry.page), int(nxt.page) - 1))
         return None
 
+    def _cite_headings(self, entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
+        return _heading_cites(self.body, entries)
+
     def _is_loaded(self, entry: TocEntry) -> bool:
         if entry.level == 1:
             return (entry.number or entry.title) in self.loaded
@@ -233,7 +240,10 @@ class BookFacts:
         return f"{chapter}{entry.number}" in self.loaded
 
     def _cite_entries(self, entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
-        """One citation per 目录 chunk: the verbatim rows from the first to the last entry found in it."""
+        """One citation per 目录 chunk: the verbatim rows from the first to the last entry found in it; a book
+        whose 目录 was made from its headings cites each heading line where its text begins."""
+        if not self.toc_chunks:
+            return self._cite_headings(entries)
         cites: list[Citation] = []
         for chunk in self.toc_chunks:
             spans = [s for s in (_entry_span(chunk, e) for e in entries) if s]
@@ -245,6 +255,19 @@ class BookFacts:
         return tuple(cites)
 
 
+def _heading_cites(body: Sequence[Chunk], entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
+    cites: list[Citation] = []
+    for entry in entries:
+        for chunk in body:
+            span = _entry_span(chunk, entry)
+            if span and chunk.section and squeeze(entry.title)[0] in squeeze(chunk.section[-1])[0]:
+                start, end = line_span(chunk.text, *span)
+                cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
+                cites += [cite] if cite else []
+                break
+    return tuple(cites)
+
+
 def _entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
     return find_span(chunk.text, f"{entry.number}{entry.title}") or (
         find_span(chunk.text, entry.title) if len(entry.title) >= 6 else None
@@ -254,6 +277,14 @@ def _entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
 def _ref(pattern, question: str) -> int | None:
     m = pattern.search(question)
     return cn_int(m.group(1)) if m else None
+
+
+def _since(entry: TocEntry) -> str:
+    return f"（第{entry.page}页起）" if entry.page else ""
+
+
+def _at(entry: TocEntry) -> str:
+    return f"（第{entry.page}页）" if entry.page else ""
 
 
 def _q(title: str) -> str:

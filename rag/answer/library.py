@@ -16,6 +16,9 @@ from rag.text.fold import squeeze
 from rag.types import Answer, Book, Chunk, TocEntry
 
 
+_TITLED = re.compile(r"《([^《》]{1,40})》")
+
+
 class Library:
     def __init__(self, books: Sequence[Book], chunks: Sequence[Chunk]) -> None:
         by_book: dict[str, list[Chunk]] = {b.id: [] for b in books}
@@ -48,7 +51,23 @@ class Library:
             return [self.facts[book]]
         return list(self.facts.values())
 
+    def missing(self, question: str) -> str | None:
+        """A 《title》 the question names that is no loaded book (nor part of a loaded book's title)."""
+        loaded = [squeeze(b.title) for b in self.books if b.title]
+        for title in _TITLED.findall(question):
+            flat = squeeze(title)
+            if flat and not any(flat in t or t in flat for t in loaded):
+                return title
+        return None
+
     def answer(self, question: str, history: Sequence[str] = (), book: str | None = None) -> Answer | None:
+        absent = self.missing(question) if self.named(question) is None else None
+        if absent is not None:  # 「《另一本书》的主编是谁」: a book-level question about a book that is not here
+            asked = re.sub(rf"《{re.escape(absent)}》", "这本书", question, count=1)
+            if any(f.answer(asked, history) is not None for f in self.facts.values()):
+                names = "、".join(f"《{b.title}》" for b in self.books)
+                return Answer(question=question, refused=True, mode="direct", citations=(),
+                              text=f"已载入的书中没有《{absent}》，无法回答关于它的问题。已载入的书：{names}。")
         scope = self.scope(question, book)
         named = self.named(question)
         asked = self.without_title(question, named) if named else question

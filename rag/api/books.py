@@ -43,7 +43,7 @@ def toc_json(book: Book) -> dict[str, Any]:
 
 def cited_json(answer: Answer) -> list[dict[str, Any]]:
     """The answer's citations as rag/schema.py gives them, plus the id of the book each comes from."""
-    return [citation_json(c) | {"book": c.chunk.book} for c in answer.citations]
+    return [citation_json(c) for c in answer.citations]  # rag/schema.py carries the book id
 
 
 def _squash(s: str) -> str:

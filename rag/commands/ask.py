@@ -13,7 +13,7 @@ from pathlib import Path
 from rag.commands.search import book_arg, open_pipeline, read_batch
 from rag.errors import InputError
 from rag.pipeline import Pipeline
-from rag.render import visible
+from rag.render import locator, visible, where_of
 from rag.schema import answer_error_json, answer_json
 from rag.store.manifest import rebuild_command
 from rag.types import Answer, Citation, QueryParams
@@ -32,18 +32,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help='批量提问：每行一个 JSON 对象 {"question": …, "history": […]} 或一行一个问题')
 
 
-def source_line(c: Citation) -> str:
-    """「[1] 第一章 › 第一节 › 二、… ，第3页（约）」; front matter by its name (「[2] 版权页 ，版权页」)."""
+def source_line(c: Citation, book_title: str | None = None) -> str:
+    """「[1] 第一章 › 第一节 › 二、… ，第3页（约）」; front matter by its name (「[2] 版权页 ，版权页」); an
+    article for a text without pages (「第六十条」); the book's title first when several are loaded."""
     ch = c.chunk
-    page = ch.page or "页码不详"
+    page = ch.page or locator(c)
     if page.isdigit():
         span = page if not ch.page_end or ch.page_end == page else f"{page}–{ch.page_end}"
         page = f"第{span}页" + ("（约）" if ch.page_estimated else "")
     flag = "（未能核实）" if c.flagged else ""
-    return f"[{c.n}] {ch.section_path or ch.source} ，{page}{flag}"
+    return f"[{c.n}] {where_of(c, book_title)} ，{page}{flag}"
 
 
-def print_answer(answer: Answer, streamed: bool = False) -> None:
+def print_answer(answer: Answer, streamed: bool = False, titles: dict[str, str] | None = None) -> None:
     for notice in answer.notices:
         print(f"提示：{notice}", file=sys.stderr)
     if answer.resolved_question:
@@ -56,7 +57,7 @@ def print_answer(answer: Answer, streamed: bool = False) -> None:
     if answer.citations:
         print("\n出处：")
     for c in answer.citations:
-        print(visible(source_line(c)))
+        print(visible(source_line(c, (titles or {}).get(c.chunk.book))))
         print(f"    “{visible(c.quote)}”")
 
 
@@ -66,9 +67,10 @@ def ask_one(pipeline: Pipeline, question: str, history: list[str], as_json: bool
         print(json.dumps(answer_json(pipeline.ask(question, history, params)), ensure_ascii=False))
         return
     streamed = False
+    titles = {b.id: b.title for b in pipeline.books} if len(pipeline.books) > 1 else {}
     for item in pipeline.ask_stream(question, history, params):
         if isinstance(item, Answer):
-            print_answer(item, streamed)
+            print_answer(item, streamed, titles)
         else:
             print(visible(item), end="", flush=True)
             streamed = True

@@ -8,8 +8,9 @@ without either, pages are estimated from sentences split by blank lines, anchore
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -17,13 +18,18 @@ from rag.ingest.front import parse_copyright, parse_toc
 from rag.errors import CorpusError
 from rag.ingest.layout import lay_out
 from rag.ingest.pages import RawPage, next_label
-from rag.text.fold import normalize
-from rag.types import Block, BookInfo, Document
+from rag.text.fold import normalize, squeeze
+from rag.text.numerals import CHAPTER_RE, SECTION_RE
+from rag.types import Block, BookInfo, Document, TocEntry
 
 FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".pdf": "pdf"}
 # A word list for the tokenizer kept beside the book (read by the index build), not a document of the corpus.
 LEXICON_FILE = "lexicon.txt"
+# An optional {"title": …} beside a book: `<folder>/book.json` for a folder book, `<file stem>.book.json` for a
+# file; what it says wins over the title found in the book.
+BOOK_META = "book.json"
 PAGE_MARKER = re.compile(r"^\s*<!--\s*page\s*[:：]?\s*(\S+?)\s*-->\s*$", re.I)
+_COMMENT = re.compile(r"<!--(?!\s*page\s*[:：]?\s*\S+?\s*-->).*?-->", re.S | re.I)  # not book text
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class Corpus:
     skipped: tuple[tuple[str, str], ...]  # (file name relative to its corpus root, reason in Chinese); also
     # pages of a read file that could not be extracted (a scanned page: "第4页没有文字层…")
     lexicons: tuple[Path, ...] = ()  # corpus-root lexicon.txt word lists, set aside (not documents)
+    titles: dict[str, str] = field(default_factory=dict)  # book id → title from its metadata file
 
 
 def load_corpus(paths: Sequence[Path]) -> Corpus:
@@ -39,11 +46,17 @@ def load_corpus(paths: Sequence[Path]) -> Corpus:
     `skipped` with the reason, a root-level lexicon.txt in `lexicons`. Raises CorpusError when a path is
     missing or nothing readable is found."""
     files = _list_files(paths)
-    documents, skipped, lexicons = [], [], []
+    documents, skipped, lexicons, titles = [], [], [], {}
     for path, root in files:
         name = _relative(path, root)
         if name == LEXICON_FILE:
             lexicons.append(path)
+            continue
+        if path.name == BOOK_META or path.name.endswith("." + BOOK_META):
+            meta = _book_meta(path, name, skipped)
+            book = book_id(name.removesuffix("." + BOOK_META)) if path.name != BOOK_META else book_id(name)
+            if meta.get("title"):
+                titles[book] = str(meta["title"]).strip()
             continue
         if path.suffix.lower() not in FORMATS:
             skipped.append((name, f"不支持的文件类型“{path.suffix or '无扩展名'}”（支持 .txt、.md、.pdf）"))
@@ -59,7 +72,19 @@ def load_corpus(paths: Sequence[Path]) -> Corpus:
         where = "、".join(str(p) for p in paths)
         detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
         raise CorpusError(f"语料 {where} 中没有可读取的文件（{detail}）。请放入 .txt、.md 或 .pdf 格式的教材文件。")
-    return Corpus(tuple(documents), tuple(skipped), tuple(lexicons))
+    return Corpus(tuple(documents), tuple(skipped), tuple(lexicons), titles)
+
+
+def _book_meta(path: Path, name: str, skipped: list[tuple[str, str]]) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        skipped.append((name, f"书目信息文件无法读取（{type(exc).__name__}），已忽略；应为 {{\"title\": \"书名\"}}"))
+        return {}
+    if not isinstance(meta, dict):
+        skipped.append((name, "书目信息文件应为 JSON 对象，如 {\"title\": \"书名\"}，已忽略"))
+        return {}
+    return meta
 
 
 def _list_files(paths: Sequence[Path]) -> list[tuple[Path, Path]]:
@@ -110,13 +135,15 @@ def _read(path: Path, root: Path) -> tuple[Document, list[str]]:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise CorpusError(f"无法读取文件 {name}：{exc.strerror or exc}。请检查文件权限。") from exc
+    meta_title = None
     if fmt == "pdf":
-        from rag.ingest.pdf import read_pdf_pages, scanned_notices
+        from rag.ingest.pdf import pdf_title, read_pdf_pages, scanned_notices
 
         raw = read_pdf_pages(data, name)
         notices = scanned_notices(raw)
+        meta_title = pdf_title(data)
     else:
-        raw, notices = split_text_pages(_decode(data, name)), []
+        raw, notices = split_text_pages(_COMMENT.sub("", _decode(data, name))), []
     layout = lay_out(raw, markdown=fmt == "markdown")
     if not layout.original.strip():
         raise CorpusError(f"文件 {name} 中没有可提取的文字（可能是扫描版 PDF 或空文件）。")
@@ -124,16 +151,36 @@ def _read(path: Path, root: Path) -> tuple[Document, list[str]]:
     document = Document(
         source=name,
         checksum=hashlib.sha256(data).hexdigest(),
-        title=_title(info, layout.blocks, layout.original, Path(path).stem),
+        title=_title(info, meta_title, layout.blocks if fmt == "markdown" else (), layout.original,
+                     book_id(name)),
         text=normalize(layout.original),
         original=layout.original,
         pages=layout.pages,
         blocks=layout.blocks,
-        toc=tuple(replace(e, book=book_id(name)) for e in parse_toc(layout.toc_text)),
+        toc=tuple(replace(e, book=book_id(name))
+                  for e in parse_toc(layout.toc_text) or toc_from_headings(layout.blocks, layout.original)),
         info=info,
         book=book_id(name),
     )
     return document, notices
+
+
+def toc_from_headings(blocks: Sequence[Block], original: str) -> tuple[TocEntry, ...]:
+    """A 目录 made from a book's own 章/节 headings, for a book that prints none (no page numbers)."""
+    entries: list[TocEntry] = []
+    parent = ""
+    for b in blocks:
+        if not b.is_heading:
+            continue
+        line = original[b.start:b.end].strip().lstrip("#").strip()
+        for level, rx in ((1, CHAPTER_RE), (2, SECTION_RE)):
+            m = rx.match(line)
+            if m:
+                entry = TocEntry(level, squeeze(m.group(1)), squeeze(m.group(2)), None, parent if level == 2 else "")
+                parent = entry.heading if level == 1 else parent
+                entries.append(entry)
+                break
+    return tuple(entries)
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -171,9 +218,13 @@ def split_text_pages(text: str) -> list[RawPage]:
     return pages
 
 
-def _title(info: BookInfo | None, blocks: Sequence[Block], original: str, stem: str) -> str:
-    """书名 from the 版权页, else the first heading, else the file name."""
+def _title(info: BookInfo | None, meta_title: str | None, blocks: Sequence[Block], original: str,
+           fallback: str) -> str:
+    """书名 from the 版权页, else the PDF's own title, else a Markdown book's first `#` heading, else the name
+    of the file (or of the book's folder)."""
     if info and info.fields.get("书名"):
         return info.fields["书名"]
-    heading = next((b for b in blocks if b.is_heading), None)
-    return original[heading.start:heading.end].strip("# ") if heading else stem
+    if meta_title:
+        return meta_title
+    heading = next((b for b in blocks if b.is_heading and original[b.start:b.end].startswith("# ")), None)
+    return original[heading.start:heading.end].strip("# ").strip() if heading else fallback

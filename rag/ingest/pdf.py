@@ -52,6 +52,15 @@ def read_pdf_pages(data: bytes, name: str) -> list[RawPage]:
             for i, (t, s) in enumerate(zip(texts, scanned))]
 
 
+def pdf_title(data: bytes) -> str | None:
+    """The title in the PDF's document information (None when it has none or it cannot be read)."""
+    try:
+        title = PdfReader(io.BytesIO(data)).metadata.title
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError):
+        return None
+    return title.strip() if isinstance(title, str) and title.strip() else None
+
+
 def _has_image(page: PageObject) -> bool:
     """A page without text that shows an image is a scan (a blank verso page has no image)."""
     try:

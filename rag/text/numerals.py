@@ -24,6 +24,8 @@ PAGE_REF = re.compile(rf"第([0-9]+|[{CN_NUM}]+)页")
 # The numbering a heading starts with (◇ 一、 / （一） / 第一节 …), removed to get its topic words.
 HEADING_NUMBER = re.compile(rf"^(?:[◇◆●■□△▲]\s*)?(?:第[{CN_NUM}\d]+[章节]|[{CN_DIGITS}]+、|"
                             rf"（[{CN_DIGITS}]+）|\d+[.、])?\s*")
+# 「第六十条」 at the start of a line (a Markdown **第六十条** too): the article of a 章/节/条 text, its citation anchor.
+ARTICLE_RE = re.compile(rf"^[\s*#]*(第[{CN_NUM}\d]+条)", re.M)
 # 「第三点」「第二个方面」: an ordinal a follow-up asks about.
 ORDINAL_REF = re.compile(rf"第([{CN_DIGITS}\d]+)(?:个方面|个|点|条|项|方面|部分)")
 
@@ -53,3 +55,13 @@ def int_cn(n: int) -> str:
     digits = "一二三四五六七八九"
     head = "" if tens == 0 else ("十" if tens == 1 else digits[tens - 1] + "十")
     return head + ("" if ones == 0 else digits[ones - 1])
+
+
+def article_at(text: str, offset: int) -> str | None:
+    """The article (「第六十条」) whose text holds `offset`: the last one that starts at or before it."""
+    found = None
+    for m in ARTICLE_RE.finditer(text):
+        if m.start(1) > offset:
+            break
+        found = m.group(1)
+    return found
