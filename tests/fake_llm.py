@@ -4,16 +4,21 @@ It stands in for a service we do not ship (Ollama, vLLM, DeepSeek …) — the o
 test scripts its behaviour: the reply text (or a function of the request), and failures (HTTP 500, a server
 that never answers, a stream that stalls half-way, a malformed stream). Every request body is recorded, so a
 test can prove that a refused question never reached the model.
+
+`citing` / `claims_script` script a model that answers with given sentences, each followed by the [n] marker
+of the passage it took them from (found in the request by a verbatim piece of that passage): faithful
+paraphrases and subtly wrong claims alike, so a test drives the real Verifier through the real Answerer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 Mode = Literal["ok", "error500", "hang", "stall", "malformed"]
 
@@ -113,3 +118,41 @@ def user_content(body: dict) -> str:
 
 def system_content(body: dict) -> str:
     return next((m["content"] for m in body.get("messages", []) if m.get("role") == "system"), "")
+
+
+_PASSAGE = re.compile(r'<passage n="(\d+)"[^>]*>\n(.*?)\n</passage>', re.S)
+
+
+def prompt_passages(body: dict) -> dict[int, str]:
+    """The numbered passages of a request (n → text), as build_messages wrote them."""
+    return {int(n): text for n, text in _PASSAGE.findall(user_content(body))}
+
+
+def _squeeze(s: str) -> str:
+    return re.sub(r"\s", "", s)
+
+
+def passage_number(body: dict, evidence: str) -> int | None:
+    """The number of the first passage of the request that contains `evidence` (ignoring whitespace)."""
+    want = _squeeze(evidence)
+    return next((n for n, text in sorted(prompt_passages(body).items()) if want in _squeeze(text)), None)
+
+
+def citing(claims: Sequence[tuple[str, str | int]]) -> Callable[[dict], str]:
+    """A reply function: each claim followed by its marker. A claim comes with either the passage number to
+    cite or a verbatim piece of the passage it was taken from (cited as that passage's number in the request;
+    [9] — which no prompt has — when no passage of the request contains it)."""
+
+    def reply(body: dict) -> str:
+        out = []
+        for claim, where in claims:
+            n = where if isinstance(where, int) else passage_number(body, where)
+            out.append(f"{claim}[{n or 9}]")
+        return "".join(out)
+
+    return reply
+
+
+def claims_script(claims: Sequence[tuple[str, str | int]], **kwargs) -> Script:
+    """A Script answering with `claims` (see `citing`); other Script fields (mode, piece_chars …) as given."""
+    return Script(reply=citing(claims), **kwargs)

@@ -6,11 +6,13 @@ from typing import Callable, Sequence
 
 from rag.errors import InputError
 from rag.eval.answers import answers
+from rag.eval.llm import llm
 from rag.eval.questions import GroupReport, Question
 from rag.eval.quiz import quiz
 from rag.eval.retrieval import retrieval
 
-GROUPS: dict[str, Callable[..., GroupReport]] = {"retrieval": retrieval, "answers": answers, "quiz": quiz}
+GROUPS: dict[str, Callable[..., GroupReport]] = {"retrieval": retrieval, "answers": answers, "quiz": quiz,
+                                                 "llm": llm}
 
 
 def evaluate(pipeline, questions: Sequence[Question],
