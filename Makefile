@@ -22,7 +22,7 @@ api: setup
 
 ## test: set everything up (Python packages, the model, chromium) and run the whole suite
 test: setup system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=20
 
 ## setup: virtual environment with the pinned requirements, and the offline embedding model
 setup: $(VENV)/.installed model

@@ -19,6 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p = subparsers.add_parser("chunks", help="列出语料切分出的段落（章节路径、页码），便于人工检查")
     p.add_argument("--corpus", type=Path, action="append", help="语料文件或文件夹（可重复）；默认 corpus/")
     p.add_argument("--section", help="只显示章节路径中包含该文字的段落，如“第一节”")
+    p.add_argument("--book", metavar="ID", help="只显示这本书的段落（书的 id：文件名或文件夹名，见 python -m rag books）")
     p.add_argument("--kind", choices=("body", "caption", "footnote", "toc", "front"), help="只显示该类型")
     p.add_argument("--json", action="store_true", help="每行输出一个 JSON 对象")
     p.add_argument("--full", action="store_true", help="显示完整正文（默认每段只显示一行摘要）")
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _wanted(c: Chunk, args: argparse.Namespace) -> bool:
     if args.kind and c.kind != args.kind:
+        return False
+    if args.book and c.book != args.book:
         return False
     return not args.section or any(args.section in s for s in c.section)
 
