@@ -121,7 +121,7 @@ def test_cli_json_has_exactly_the_documented_keys(built, capsys) -> None:
     assert set(out) == {"question", "answer", "refused", "mode", "citations"}
     assert out["mode"] == "extractive" and not out["refused"] and "密切党群关系" in out["answer"]
     keys = {"n", "chunk_id", "quote", "text", "section", "page", "page_end", "page_estimated", "source",
-            "score"}
+            "score", "book"}
     for c in out["citations"]:
         assert set(c) == keys and c["quote"] in c["text"]
 
