@@ -54,7 +54,10 @@ class Pipeline:
     def load(cls, settings: Settings, embedder=None) -> Pipeline:
         """Load the model (unless given) and the index; raises IndexMissing/Mismatch/CorruptError."""
         embedder = embedder or load_embedder(settings.model)
-        index = Index.load(settings.index_dir, settings, embedder)
+        opener = None
+        if settings.scale.vector_backend == "milvus":  # the same folder, its two stores served by Milvus
+            from rag.store.milvus import open_index as opener
+        index = Index.load(settings.index_dir, settings, embedder, opener)
         return cls(settings, index, embedder, Retriever(index, embedder, settings.retrieve))
 
     @classmethod

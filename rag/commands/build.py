@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  Ray {stage}：{len(nodes)} 个节点（{', '.join(n[:8] for n in nodes)}）")
     else:
         report = build(settings, progress=not args.quiet, force=args.force)
-    if scale.vector_backend == "milvus":  # copy the folder into Milvus and switch the alias (rag/scale/milvus.py)
-        from rag.scale.milvus import publish
+    if scale.vector_backend == "milvus":  # copy the folder into Milvus and switch the alias (rag/store/milvus.py)
+        from rag.store.milvus import publish
 
         published = publish(settings)
         print(f"  Milvus {scale.milvus_uri}：别名 {published['alias']} → {published['chunks']}"

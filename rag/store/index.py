@@ -138,19 +138,21 @@ class Index:
         self.lexical_store.save(folder / BM25_DIR)
 
     @classmethod
-    def load(cls, folder: Path, settings: Settings, embedder) -> Index:
+    def load(cls, folder: Path, settings: Settings, embedder, opener=None) -> Index:
         """Open an index folder after checking it was built for this model and these settings.
 
         A rebuild may swap a new folder in while this one is being read: the files would then come from two
         builds (and fail their checksums). When manifest.json changed during the load, it is read again from
-        the start, so a load never mixes builds nor calls a healthy index damaged."""
+        the start, so a load never mixes builds nor calls a healthy index damaged. `opener(folder, manifest,
+        settings)` reads the checked folder (default: its FAISS and bm25s files; rag.store.milvus serves the
+        same folder's stores from Milvus)."""
         for attempt in range(1, LOAD_ATTEMPTS + 1):
             before = mf.manifest_stamp(folder)
             try:
                 manifest = mf.read(folder, settings)
                 mf.check_manifest(manifest, folder, settings, embedder)
                 mf.verify_files(manifest, folder, settings)
-                index = _open(folder, manifest, settings)
+                index = (opener or _open)(folder, manifest, settings)
             except IndexError_:
                 if mf.manifest_stamp(folder) == before or attempt == LOAD_ATTEMPTS:
                     raise

@@ -1,0 +1,314 @@
+"""The Ray build engine (`rag build --engine ray`): the local build's stages spread over a Ray cluster.
+
+Books are read and chunked as Ray tasks (one per corpus file), sentences are encoded by a pool of actors
+(ray.data map_batches, ActorPoolStrategy: one ONNX session with one thread on one CPU each) and the BM25 terms
+(jieba + the book lexicon, rag.store.lexical.terms) are computed by Ray tasks. The driver keeps what is cheap
+and order-sensitive: the sentence units, the lexicon, the BM25 matrix and the FAISS store, assembled exactly as
+rag/build.py does, so the index equals the local build's (vectors bitwise: the encoder sees one text per run,
+so a vector depends on its text alone; chunk ids and terms exactly). The folder is written by the same
+write_index, plus Parquet shards of (chunk id, sentence span, vector) and (chunk id, terms), listed in the
+manifest, for engines that read the library in parallel.
+
+The embedding cache (embeddings/cache, keyed by model fingerprint and text hash) lives with the driver: a
+re-run after one book changed sends only that book's new sentences to the actors.
+
+Measured on this 2-core machine (bench/RESULTS.md, "Scale-out (issue 16)", `python -m bench.scale_out`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from rag import build as local
+from rag.config import ROOT, ModelSettings, ScaleSettings, Settings
+from rag.errors import BuildError, CorpusError
+from rag.ingest.corpus import FORMATS, LEXICON_FILE, _list_files, _relative, read_document
+from rag.store import index as ix
+from rag.store import manifest as mf
+from rag.store.lexical import B, K1, Lexical, terms
+from rag.store.vectors import make_vector_store
+from rag.text.tokenizer import Tokenizer
+from rag.types import Chunk, Document
+
+SHARDS_DIR = "shards"
+SHARD_ROWS = 100_000  # rows per Parquet file
+ENCODE_BATCH = 16  # sentences per map_batches call: small enough that the actors share the work evenly
+OBJECT_STORE_BYTES = 200 * 2**20  # a local cluster: the data moved is text and 1.5 kB per vector
+
+
+@dataclass(frozen=True)
+class RayBuildReport:
+    report: local.BuildReport
+    nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # stage → node ids that ran it
+    actors: int = 0
+
+
+# --- the Ray session ----------------------------------------------------------------------------------------
+
+@contextmanager
+def ray_session(scale: ScaleSettings) -> Iterator[Any]:
+    """Ray, connected to `scale.ray_address` or to a cluster started here (stopped again on exit). A driver
+    already connected (a test's cluster) is used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before the first Ray call: no usage report
+    workers = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    address = scale.ray_address
+    loopback = address is None or address.split(":")[0] in ("127.0.0.1", "localhost")
+    # Without a node IP Ray finds its own by opening a UDP socket towards a public resolver.
+    ip = scale.ray_node_ip or ("127.0.0.1" if loopback else None)
+    if ip == "127.0.0.1":
+        stay_on_loopback()
+    options: dict[str, Any] = {"runtime_env": {"env_vars": workers}, "log_to_driver": False,
+                               "_node_ip_address": ip}
+    if address is None:
+        options |= {"num_cpus": len(os.sched_getaffinity(0)), "include_dashboard": False,
+                    "object_store_memory": OBJECT_STORE_BYTES}
+    ray.init(address=address, **options)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def stay_on_loopback() -> None:
+    """Make this driver address a cluster on 127.0.0.1 as 127.0.0.1: ray.init(address="127.0.0.1:P")
+    otherwise rewrites a loopback address to the machine's network address, found by opening a UDP socket
+    towards a public resolver (and then cannot reach a cluster that listens on loopback only). Ray's switch
+    for this is the one it uses on macOS/Windows; on Linux it changes nothing else for a driver."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _node() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+# --- stage 1: books read and chunked as tasks -----------------------------------------------------------
+
+def _read_and_chunk(path: Path, root: Path, chunking) -> tuple[Document | None, list[Chunk], str, str]:
+    """One corpus file → (document, its chunks, skip reason or "", node id): what load_corpus and
+    chunk_corpus do for that file."""
+    from rag.chunk import chunk_document
+
+    if path.suffix.lower() not in FORMATS:
+        return None, [], f"不支持的文件类型“{path.suffix or '无扩展名'}”（支持 .txt、.md、.pdf）", _node()
+    try:
+        doc = read_document(path, root)
+    except CorpusError as exc:
+        return None, [], str(exc), _node()
+    return doc, chunk_document(doc, chunking), "", _node()
+
+
+def read_corpus(ray, settings: Settings) -> tuple[list[Document], list[Chunk], list[tuple[str, str]], set]:
+    """The documents (in corpus order, the hand-kept lexicon.txt set aside), their chunks, skipped files."""
+    files = [(p, r) for p, r in _list_files(list(settings.corpus)) if _relative(p, r) != LEXICON_FILE]
+    task = ray.remote(_read_and_chunk).options(num_cpus=1, scheduling_strategy="SPREAD")
+    results = ray.get([task.remote(p, r, settings.chunk) for p, r in files])
+    docs, chunks, skipped, nodes = [], [], [], set()
+    for (path, root), (doc, doc_chunks, reason, node) in zip(files, results):
+        nodes.add(node)
+        if doc is None:
+            skipped.append((_relative(path, root), reason))
+        elif doc.source != local.HAND_LEXICON:
+            docs.append(doc)
+            chunks.extend(doc_chunks)
+    if not docs:
+        detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
+        raise CorpusError(f"语料 {'、'.join(map(str, settings.corpus))} 中没有可读取的文件（{detail}）。"
+                          "请放入 .txt、.md 或 .pdf 格式的教材文件。")
+    return docs, chunks, skipped, nodes
+
+
+# --- stage 2: sentences encoded by a pool of actors ----------------------------------------------------
+
+def _one_thread_embedder(model: ModelSettings):
+    """An embedder whose engine uses one thread (the actor holds one Ray CPU): for the ONNX backends the same
+    session rag.model.embed builds, with intra-op threads 1 instead of one per CPU of the machine; vectors do
+    not depend on the thread count. torch reads OMP_NUM_THREADS=1, which Ray sets for a one-CPU actor."""
+    from rag.model import embed as em
+    from rag.model.fingerprint import model_fingerprint, onnx_fingerprint
+    from rag.model.onnx import OnnxEncoder, provision_onnx
+
+    backend = em.resolve_backend(model)
+    path = em._local_dir(model.name)
+    if backend == "torch" or path is None:
+        return em.load_embedder(model)
+    source = model_fingerprint(path)
+    onnx_file, sha256, _ = provision_onnx(path, source, backend)
+    encoder = OnnxEncoder(path, onnx_file, threads=1, one_per_run=backend == "onnx-int8")
+    return em.Embedder(encoder, model.name, onnx_fingerprint(backend, source, sha256), model.batch_size, backend)
+
+
+class EncodeBatch:
+    """The map_batches actor: one model per actor, loaded once; refuses a model other than the driver's."""
+
+    def __init__(self, model: ModelSettings, fingerprint: str) -> None:
+        self.embedder = _one_thread_embedder(model)
+        if self.embedder.fingerprint != fingerprint:
+            raise BuildError(f"Ray 节点 {_node()} 上的模型 {model.name} 与驱动程序的不同"
+                             f"（{self.embedder.fingerprint[:12]} ≠ {fingerprint[:12]}）。请在每台机器上执行 make model。")
+        self.node = _node()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.embedder.encode_passages([str(t) for t in batch["text"]])
+        return {"i": batch["i"], "vector": vectors, "node": np.array([self.node] * len(vectors))}
+
+
+class RayEncoder:
+    """What embed_texts needs of an embedder (dim, fingerprint, encode_passages), encoding on the actors."""
+
+    def __init__(self, embedder, model: ModelSettings, actors: int, progress: bool = False) -> None:
+        self.dim, self.fingerprint = embedder.dim, embedder.fingerprint
+        self.model, self.actors, self.progress = model, actors, progress
+        self.nodes: set[str] = set()
+        self.encoded = 0
+
+    def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = self.progress
+        rows = [{"i": i, "text": t} for i, t in enumerate(texts)]
+        blocks = max(1, min(len(rows), 4 * self.actors, -(-len(rows) // ENCODE_BATCH)))
+        out = (ray.data.from_items(rows, override_num_blocks=blocks)
+               .map_batches(EncodeBatch, fn_constructor_kwargs={"model": self.model, "fingerprint": self.fingerprint},
+                            batch_size=ENCODE_BATCH, batch_format="numpy", num_cpus=1,
+                            compute=ray.data.ActorPoolStrategy(size=self.actors))
+               .take_all())
+        out.sort(key=lambda r: int(r["i"]))
+        self.nodes |= {str(r["node"]) for r in out}
+        self.encoded += len(out)
+        return np.stack([np.asarray(r["vector"], dtype=np.float32) for r in out])
+
+
+# --- stage 3: BM25 terms in Ray tasks -----------------------------------------------------------------
+
+def _terms_part(words: Sequence[str], texts: Sequence[str]) -> tuple[list[list[str]], str]:
+    tokenizer = Tokenizer(words)
+    return [terms(tokenizer, t) for t in texts], _node()
+
+
+def remote_terms(ray, words: Sequence[str], texts: Sequence[str], parts: int) -> tuple[list[list[str]], set]:
+    task = ray.remote(_terms_part).options(num_cpus=1, scheduling_strategy="SPREAD")
+    words_ref = ray.put(list(words))
+    size = -(-len(texts) // max(1, parts)) or 1
+    results = ray.get([task.remote(words_ref, texts[lo:lo + size]) for lo in range(0, len(texts), size)])
+    return [d for docs, _ in results for d in docs], {node for _, node in results}
+
+
+def lexical_from_terms(docs: Sequence[Sequence[str]], tokenizer: Tokenizer) -> Lexical:
+    """Lexical.build from terms computed elsewhere: the same sorted vocabulary, the same bm25s matrix."""
+    import bm25s
+
+    vocab = {tok: i for i, tok in enumerate(sorted({t for d in docs for t in d}))}
+    bm25 = bm25s.BM25(k1=K1, b=B)
+    bm25.index(([[vocab[t] for t in d] for d in docs], vocab), show_progress=False)
+    return Lexical(bm25, tokenizer)
+
+
+# --- the index, with its Parquet shards ----------------------------------------------------------------
+
+class ShardedIndex(ix.Index):
+    """An Index that also writes Parquet shards of its sentence vectors and chunk terms when saved."""
+
+    def __init__(self, *args: Any, raw_vectors: np.ndarray, terms: Sequence[Sequence[str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.raw_vectors = raw_vectors
+        self.terms = terms
+
+    def save(self, folder: Path) -> None:
+        super().save(folder)
+        write_shards(folder / SHARDS_DIR, self.chunks, self.units, self.raw_vectors, self.terms)
+
+
+def write_shards(folder: Path, chunks: Sequence[Chunk], units: np.ndarray, vectors: np.ndarray,
+                 docs: Sequence[Sequence[str]]) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    ids = [c.id for c in chunks]
+    for lo in range(0, max(1, len(units)), SHARD_ROWS):
+        part = units[lo:lo + SHARD_ROWS]
+        flat = pa.array(np.ascontiguousarray(vectors[lo:lo + SHARD_ROWS]).reshape(-1), pa.float32())
+        table = pa.table({"chunk_id": [ids[r] for r in part[:, 0]], "start": pa.array(part[:, 1], pa.int32()),
+                          "end": pa.array(part[:, 2], pa.int32()),
+                          "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
+        names.append(f"sentences-{lo // SHARD_ROWS:05d}.parquet")
+        pq.write_table(table, folder / names[-1])
+    for lo in range(0, max(1, len(chunks)), SHARD_ROWS):
+        table = pa.table({"chunk_id": ids[lo:lo + SHARD_ROWS],
+                          "terms": pa.array([list(d) for d in docs[lo:lo + SHARD_ROWS]], pa.list_(pa.string()))})
+        names.append(f"terms-{lo // SHARD_ROWS:05d}.parquet")
+        pq.write_table(table, folder / names[-1])
+    return [f"{SHARDS_DIR}/{n}" for n in names]
+
+
+# --- the build --------------------------------------------------------------------------------------------
+
+def build_ray(settings: Settings, *, embedder=None, progress: bool = False, force: bool = False) -> RayBuildReport:
+    """rag.build.build on a Ray cluster (settings.scale: address, actors); the same index folder results."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    if not force and (current := mf.current(settings, embedder)) is not None:
+        lap("check")
+        return RayBuildReport(local._unchanged_report(settings.index_dir, current, timings))
+    with ray_session(settings.scale) as ray:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        actors = settings.scale.ray_actors or cpus
+        lap("ray")
+        docs, chunks, skipped_files, read_nodes = read_corpus(ray, settings)
+        lap("ingest+chunk")
+        if embedder is None:
+            embedder = local.load_embedder(settings.model)  # the fingerprint and dim; the actors encode
+        lap("model")
+        words = local.book_lexicon(docs, settings.corpus)
+        docs_terms, term_nodes = remote_terms(ray, words, [ix.passage_text(c) for c in chunks], cpus)
+        lap("terms")
+        units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
+        texts = [chunks[row].text[a:b] for row, a, b in units]
+        encoder = RayEncoder(embedder, settings.model, actors, progress)
+        cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
+        vectors, computed = local.embed_texts(texts, encoder, cache)
+        lap("embed")
+    tokenizer = Tokenizer(words)
+    lexical = lexical_from_terms(docs_terms, tokenizer)
+    store = make_vector_store(embedder.dim, len(vectors))
+    store.add(vectors)
+    table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
+    index = ShardedIndex(tuple(chunks), store, table, lexical, tokenizer, words, local.books_of(docs),
+                         raw_vectors=vectors, terms=docs_terms)
+    skipped = tuple(f"{name}：{reason}" for name, reason in skipped_files)
+    manifest = local.base_manifest(settings, embedder, index, docs, skipped)
+    manifest["engine"] = {"name": "ray", "actors": actors, "cpus": cpus}
+    manifest["shards"] = {"dir": SHARDS_DIR, "rows": SHARD_ROWS,
+                          "sentences": "chunk_id, start, end, vector", "terms": "chunk_id, terms"}
+    local.write_index(settings.index_dir, index, manifest)
+    lap("write")
+    report = local.BuildReport(settings.index_dir, len(docs), len(chunks), len(units), computed,
+                               len(units) - computed, len(words), skipped, timings)
+    nodes = {"read+chunk": tuple(sorted(read_nodes)), "terms": tuple(sorted(term_nodes)),
+             "encode": tuple(sorted(encoder.nodes))}
+    return RayBuildReport(report, nodes, actors)
