@@ -57,10 +57,10 @@ class BookFacts:
 
     def numbered_unloaded(self, question: str) -> TocEntry | None:
         """The 章 or 节 a question names by number (「第四章第二节」) when its text is not loaded."""
-        r = route(question)
         ch_no = _ref(CHAPTER_REF, question)
         if ch_no is None:
             return None
+        r = route(question)
         chapter = next((c for c in self.chapters if c.no == ch_no), None)
         if chapter is None:
             return None

@@ -63,6 +63,7 @@ def compact(s: str) -> tuple[str, list[int]]:
     return "".join(out), offsets
 
 
+@lru_cache(maxsize=16384)  # headings, titles and questions are squeezed again and again
 def squeeze(s: str) -> str:
     """`s` in its original characters minus CJK-adjacent spaces: "做好……的 历史责任" → "做好……的历史责任"."""
     return "".join(s[i] for i in compact(s)[1]).strip()
