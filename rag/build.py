@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -56,8 +56,8 @@ class BuildReport:
     up_to_date: bool = False  # the index on disk already was this build's result: nothing was written
 
 
-def build(settings: Settings, *, embedder=None, progress: bool = False, force: bool = False) -> BuildReport:
-    timings: dict[str, float] = {}
+def stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
+    """`lap(name)` records the seconds since the previous lap (or since now) under `name` in `timings`."""
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -65,6 +65,13 @@ def build(settings: Settings, *, embedder=None, progress: bool = False, force: b
         now = time.perf_counter()
         timings[name] = round(now - clock, 3)
         clock = now
+
+    return lap
+
+
+def build(settings: Settings, *, embedder=None, progress: bool = False, force: bool = False) -> BuildReport:
+    timings: dict[str, float] = {}
+    lap = stopwatch(timings)
 
     if not force:
         current = mf.current(settings, embedder)

@@ -4,7 +4,6 @@ questions are answered for the book they name or the book picked."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 

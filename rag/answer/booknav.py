@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Sequence
 
-from rag.text.numerals import CHAPTER_REF, CN_NUM, PAGE_REF, SECTION_REF, cn_int
+from rag.text.numerals import CHAPTER_REF, PAGE_REF, SECTION_REF, cn_int
 from rag.text.fold import bigrams, spaceless as squeeze
 from rag.types import Chunk, TocEntry
 

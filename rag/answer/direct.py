@@ -7,7 +7,6 @@ None for any other question, so the caller falls through to retrieval.
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 from rag.answer.booknav import LAST, Chapter, Topic, chapters_of, loaded_parts, route, topic_match

@@ -9,7 +9,6 @@ scope). Phrases are compared without spaces ("2015 年 2 月" = "2015年2月").
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from typing import Sequence

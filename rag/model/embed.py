@@ -13,8 +13,6 @@ so an index built with one backend refuses to load with another.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 from pathlib import Path

@@ -18,7 +18,6 @@ Measured on this 2-core machine (bench/RESULTS.md, "Scale-out (issue 16)", `pyth
 from __future__ import annotations
 
 import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,13 +263,7 @@ def write_shards(folder: Path, chunks: Sequence[Chunk], units: np.ndarray, vecto
 def build_ray(settings: Settings, *, embedder=None, progress: bool = False, force: bool = False) -> RayBuildReport:
     """rag.build.build on a Ray cluster (settings.scale: address, actors); the same index folder results."""
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
+    lap = local.stopwatch(timings)
 
     if not force and (current := mf.current(settings, embedder)) is not None:
         lap("check")
