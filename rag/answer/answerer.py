@@ -102,8 +102,10 @@ class Answerer:
         self._titles_lock = threading.Lock()
 
     def warm(self) -> None:
-        """Encode every chunk's sentences now (the app calls this once) instead of on first use."""
+        """Gather every chunk's sentence vectors and encode the 目录 titles now (the app calls this once, while
+        the page loads) instead of in the first question that needs them."""
         self.store.vectors(self.index.chunks)
+        self._titles(None)
 
     # --- public ---------------------------------------------------------------------------------------------
 
