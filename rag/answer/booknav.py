@@ -1,6 +1,6 @@
 """Reading questions about the book's structure: chapter/section numbers, page numbers, 目录 topic matching.
 
-Kept apart from rag/direct.py (which composes the cited answers) so each stays short. Everything here is
+Kept apart from rag/answer/direct.py (which composes the cited answers) so each stays short. Everything here is
 rule-based and cheap: it runs on every question before retrieval.
 """
 

@@ -1,6 +1,6 @@
 """Direct answers from the 版权页 fields (主编、定价、ISBN …) and the 序言's date, cited to the lines that show them.
 
-Split from rag/direct.py, which answers from the 目录; both return None for any other question.
+Split from rag/answer/direct.py, which answers from the 目录; both return None for any other question.
 """
 
 from __future__ import annotations

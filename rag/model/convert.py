@@ -205,7 +205,7 @@ def expected_provenance() -> dict:
         "source": {"package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "file": SOURCE_FILE,
                    "sha256": SOURCE_SHA256, "size": SOURCE_SIZE},
         "conversion_version": CONVERSION_VERSION,
-        "converter": "rag/model.py",
+        "converter": "rag/model/convert.py",
         "tools": tool_versions(),
     }
 

