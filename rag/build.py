@@ -79,7 +79,7 @@ def build(settings: Settings, *, embedder=None, progress: bool = False, force: b
         if current is not None:
             return _unchanged_report(settings.index_dir, current, timings)
     corpus = load_corpus(list(settings.corpus))
-    docs = tuple(d for d in corpus.documents if d.source != HAND_LEXICON)  # a word list, not a book
+    docs = corpus.documents  # the root lexicon.txt is a word list, set aside by load_corpus
     chunks = chunk_corpus(docs, settings.chunk)
     lap("ingest+chunk")
     if embedder is None:

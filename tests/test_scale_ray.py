@@ -57,6 +57,7 @@ def cluster():
 def library(tmp_path_factory) -> tuple[Path, ...]:
     extra = tmp_path_factory.mktemp("second")
     (extra / "社区工作手册.md").write_text(SECOND_BOOK, encoding="utf-8")
+    (extra / "社区工作手册.book.json").write_text('{"title": "社区工作手册（试用本）"}', encoding="utf-8")
     return (ROOT / "corpus", extra)
 
 
@@ -94,7 +95,8 @@ def test_ray_build_equals_local_build_on_two_nodes(cluster, library, settings, e
     assert set(result.nodes["read+chunk"]) | set(result.nodes["terms"]) <= node_ids
     assert result.report.embedded == result.report.sentences - result.report.cached > 0
     a, b = local_s.index_dir, ray_s.index_dir
-    _same_files(a, b)
+    _same_files(a, b)  # book.json too: the metadata file's title reaches both builds
+    assert "社区工作手册（试用本）" in (b / "book.json").read_text(encoding="utf-8")
     local_vectors = faiss.read_index(str(a / "vectors.faiss"))
     vectors = local_vectors.reconstruct_n(0, local_vectors.ntotal)
 

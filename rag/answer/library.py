@@ -37,14 +37,14 @@ class Library:
         return max(found, key=lambda b: len(b.title), default=None)
 
     @staticmethod
-    def without_title(question: str, book: Book) -> str:
+    def without_title(question: str, title: str) -> str:
         """「《甲》的主编是谁」 → 「这本书的主编是谁」: the book is known, its title is no longer the topic."""
-        title = re.escape(book.title).replace("\\ ", r"\s*")
-        return re.sub(rf"[《〈]?{title}[》〉]?", "这本书", question, count=1)
+        pattern = re.escape(title).replace("\\ ", r"\s*")
+        return re.sub(rf"[《〈]?{pattern}[》〉]?", "这本书", question, count=1)
 
-    def scope(self, question: str, book: str | None = None) -> list[BookFacts]:
-        """The books a question is about, most likely first."""
-        named = self.named(question)
+    def scope(self, question: str, book: str | None = None, named: Book | None = None) -> list[BookFacts]:
+        """The books a question is about, most likely first (`named`: the book it names, when known)."""
+        named = named or self.named(question)
         if named is not None:
             return [self.facts[named.id]]
         if book is not None and book in self.facts:
@@ -61,16 +61,16 @@ class Library:
         return None
 
     def answer(self, question: str, history: Sequence[str] = (), book: str | None = None) -> Answer | None:
-        absent = self.missing(question) if self.named(question) is None else None
+        named = self.named(question)
+        absent = self.missing(question) if named is None else None
         if absent is not None:  # 「《另一本书》的主编是谁」: a book-level question about a book that is not here
-            asked = re.sub(rf"《{re.escape(absent)}》", "这本书", question, count=1)
+            asked = self.without_title(question, absent)
             if any(f.answer(asked, history) is not None for f in self.facts.values()):
                 names = "、".join(f"《{b.title}》" for b in self.books)
                 return Answer(question=question, refused=True, mode="direct", citations=(),
                               text=f"已载入的书中没有《{absent}》，无法回答关于它的问题。已载入的书：{names}。")
-        scope = self.scope(question, book)
-        named = self.named(question)
-        asked = self.without_title(question, named) if named else question
+        scope = self.scope(question, book, named)
+        asked = self.without_title(question, named.title) if named else question
         for facts in scope:
             found = facts.answer(asked, history)
             if found is not None:

@@ -41,38 +41,59 @@ class Corpus:
     titles: dict[str, str] = field(default_factory=dict)  # book id → title from its metadata file
 
 
-def load_corpus(paths: Sequence[Path]) -> Corpus:
-    """Every supported file under `paths` in sorted order; unsupported or unreadable ones are listed in
-    `skipped` with the reason, a root-level lexicon.txt in `lexicons`. Raises CorpusError when a path is
-    missing or nothing readable is found."""
-    files = _list_files(paths)
-    documents, skipped, lexicons, titles = [], [], [], {}
-    for path, root in files:
+@dataclass(frozen=True)
+class CorpusPlan:
+    """The files of the corpus folders sorted out before any is read: the book files to read (in corpus
+    order), the hand-kept word lists, the titles from metadata files, and what is skipped and why."""
+
+    files: tuple[tuple[Path, Path], ...]  # (file, its corpus root)
+    skipped: tuple[tuple[str, str], ...]
+    lexicons: tuple[Path, ...] = ()
+    titles: dict[str, str] = field(default_factory=dict)
+
+
+def plan_corpus(paths: Sequence[Path]) -> CorpusPlan:
+    """Sort the files under `paths` (the local build reads them here, the Ray build in its tasks)."""
+    files, skipped, lexicons, titles = [], [], [], {}
+    for path, root in _list_files(paths):
         name = _relative(path, root)
         if name == LEXICON_FILE:
             lexicons.append(path)
-            continue
-        if path.name == BOOK_META or path.name.endswith("." + BOOK_META):
+        elif path.name == BOOK_META or path.name.endswith("." + BOOK_META):
             meta = _book_meta(path, name, skipped)
             book = book_id(name.removesuffix("." + BOOK_META)) if path.name != BOOK_META else book_id(name)
             if meta.get("title"):
                 titles[book] = str(meta["title"]).strip()
-            continue
-        if path.suffix.lower() not in FORMATS:
+        elif path.suffix.lower() not in FORMATS:
             skipped.append((name, f"不支持的文件类型“{path.suffix or '无扩展名'}”（支持 .txt、.md、.pdf）"))
-            continue
+        else:
+            files.append((path, root))
+    return CorpusPlan(tuple(files), tuple(skipped), tuple(lexicons), titles)
+
+
+def load_corpus(paths: Sequence[Path]) -> Corpus:
+    """Every supported file under `paths` in sorted order; unsupported or unreadable ones are listed in
+    `skipped` with the reason, a root-level lexicon.txt in `lexicons`. Raises CorpusError when a path is
+    missing or nothing readable is found."""
+    plan = plan_corpus(paths)
+    documents, skipped = [], list(plan.skipped)
+    for path, root in plan.files:
         try:
-            document, notices = _read(path, root)
+            document, notices = read_file(path, root)
         except CorpusError as exc:
-            skipped.append((name, str(exc)))
+            skipped.append((_relative(path, root), str(exc)))
             continue
         documents.append(document)
-        skipped += [(name, notice) for notice in notices]
+        skipped += [(document.source, notice) for notice in notices]
     if not documents:
-        where = "、".join(str(p) for p in paths)
-        detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
-        raise CorpusError(f"语料 {where} 中没有可读取的文件（{detail}）。请放入 .txt、.md 或 .pdf 格式的教材文件。")
-    return Corpus(tuple(documents), tuple(skipped), tuple(lexicons), titles)
+        raise no_documents(paths, skipped)
+    return Corpus(tuple(documents), tuple(skipped), plan.lexicons, plan.titles)
+
+
+def no_documents(paths: Sequence[Path], skipped: Sequence[tuple[str, str]]) -> CorpusError:
+    where = "、".join(str(p) for p in paths)
+    detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
+    return CorpusError(f"语料 {where} 中没有可读取的文件（{detail}）。请放入 .txt、.md 或 .pdf 格式的教材文件。")
 
 
 def _book_meta(path: Path, name: str, skipped: list[tuple[str, str]]) -> dict:
@@ -122,10 +143,10 @@ def _relative(path: Path, root: Path) -> str:
 
 def read_document(path: Path, root: Path) -> Document:
     """One file → Document. Raises CorpusError (naming the file) when it cannot be read or has no text."""
-    return _read(path, root)[0]
+    return read_file(path, root)[0]
 
 
-def _read(path: Path, root: Path) -> tuple[Document, list[str]]:
+def read_file(path: Path, root: Path) -> tuple[Document, list[str]]:
     """The Document and notices about pages that could not be extracted (scanned PDF pages)."""
     name = _relative(Path(path), Path(root))
     fmt = FORMATS.get(Path(path).suffix.lower())

@@ -28,7 +28,7 @@ import numpy as np
 from rag import build as local
 from rag.config import ROOT, ModelSettings, ScaleSettings, Settings
 from rag.errors import BuildError, CorpusError
-from rag.ingest.corpus import FORMATS, LEXICON_FILE, _list_files, _relative, read_document
+from rag.ingest.corpus import no_documents, plan_corpus, read_file
 from rag.store import index as ix
 from rag.store import manifest as mf
 from rag.store.lexical import B, K1, Lexical, terms
@@ -99,38 +99,35 @@ def _node() -> str:
 
 # --- stage 1: books read and chunked as tasks -----------------------------------------------------------
 
-def _read_and_chunk(path: Path, root: Path, chunking) -> tuple[Document | None, list[Chunk], str, str]:
-    """One corpus file → (document, its chunks, skip reason or "", node id): what load_corpus and
-    chunk_corpus do for that file."""
+def _read_and_chunk(path: Path, root: Path, chunking) -> tuple[Document | None, list[Chunk], list[str], str]:
+    """One book file of the corpus plan → (document, its chunks, skip reasons or notices, node id): what
+    load_corpus and chunk_corpus do for that file."""
     from rag.chunk import chunk_document
 
-    if path.suffix.lower() not in FORMATS:
-        return None, [], f"不支持的文件类型“{path.suffix or '无扩展名'}”（支持 .txt、.md、.pdf）", _node()
     try:
-        doc = read_document(path, root)
+        doc, notices = read_file(path, root)
     except CorpusError as exc:
-        return None, [], str(exc), _node()
-    return doc, chunk_document(doc, chunking), "", _node()
+        return None, [], [str(exc)], _node()
+    return doc, chunk_document(doc, chunking), notices, _node()
 
 
-def read_corpus(ray, settings: Settings) -> tuple[list[Document], list[Chunk], list[tuple[str, str]], set]:
-    """The documents (in corpus order, the hand-kept lexicon.txt set aside), their chunks, skipped files."""
-    files = [(p, r) for p, r in _list_files(list(settings.corpus)) if _relative(p, r) != LEXICON_FILE]
+def read_corpus(ray, settings: Settings) -> tuple[list[Document], list[Chunk], list[tuple[str, str]], set,
+                                                  dict[str, str]]:
+    """The documents (in corpus order, as rag.ingest.corpus.plan_corpus sorts the files), their chunks, the
+    skipped files and page notices, the nodes that read them, and the titles from metadata files."""
+    plan = plan_corpus(list(settings.corpus))
     task = ray.remote(_read_and_chunk).options(num_cpus=1, scheduling_strategy="SPREAD")
-    results = ray.get([task.remote(p, r, settings.chunk) for p, r in files])
-    docs, chunks, skipped, nodes = [], [], [], set()
-    for (path, root), (doc, doc_chunks, reason, node) in zip(files, results):
+    results = ray.get([task.remote(p, r, settings.chunk) for p, r in plan.files])
+    docs, chunks, skipped, nodes = [], [], list(plan.skipped), set()
+    for (path, root), (doc, doc_chunks, notes, node) in zip(plan.files, results):
         nodes.add(node)
-        if doc is None:
-            skipped.append((_relative(path, root), reason))
-        elif doc.source != local.HAND_LEXICON:
+        skipped += [(doc.source if doc else path.relative_to(root).as_posix(), n) for n in notes]
+        if doc is not None:
             docs.append(doc)
             chunks.extend(doc_chunks)
     if not docs:
-        detail = "；".join(f"{n}：{r}" for n, r in skipped) or "文件夹是空的"
-        raise CorpusError(f"语料 {'、'.join(map(str, settings.corpus))} 中没有可读取的文件（{detail}）。"
-                          "请放入 .txt、.md 或 .pdf 格式的教材文件。")
-    return docs, chunks, skipped, nodes
+        raise no_documents(list(settings.corpus), skipped)
+    return docs, chunks, skipped, nodes, plan.titles
 
 
 # --- stage 2: sentences encoded by a pool of actors ----------------------------------------------------
@@ -272,7 +269,7 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = settings.scale.ray_actors or cpus
         lap("ray")
-        docs, chunks, skipped_files, read_nodes = read_corpus(ray, settings)
+        docs, chunks, skipped_files, read_nodes, titles = read_corpus(ray, settings)
         lap("ingest+chunk")
         if embedder is None:
             embedder = local.load_embedder(settings.model)  # the fingerprint and dim; the actors encode
@@ -291,7 +288,7 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
     store = make_vector_store(embedder.dim, len(vectors))
     store.add(vectors)
     table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
-    index = ShardedIndex(tuple(chunks), store, table, lexical, tokenizer, words, local.books_of(docs),
+    index = ShardedIndex(tuple(chunks), store, table, lexical, tokenizer, words, local.books_of(docs, titles),
                          raw_vectors=vectors, terms=docs_terms)
     skipped = tuple(f"{name}：{reason}" for name, reason in skipped_files)
     manifest = local.base_manifest(settings, embedder, index, docs, skipped)
