@@ -84,32 +84,48 @@ def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[QueryParams, object
     with st.sidebar:
         st.header("设置")
         books = {b.id: b.title for b in pipeline.books}
-        picked = st.selectbox("书目", [ALL_BOOKS, *books], format_func=lambda b: books.get(b, b), key="book",
-                              disabled=len(books) < 2)
-        book = None if picked == ALL_BOOKS else picked
-        modes = ["extractive", "llm"] if settings.llm.enabled else ["extractive"]
-        mode = st.radio("回答方式", modes, format_func=MODES.__getitem__, key="mode")
-        if not settings.llm.enabled:
-            st.caption("未配置大模型：设置 RAG_LLM_BASE_URL 与 RAG_LLM_MODEL 后可启用生成式回答。")
-        passages = st.slider("参考段落数", 1, 10, settings.answer.passages, key="passages",
-                             help="大模型生成时读取的检索段落数（抽取式回答至少从前 8 段中选句）。")
+        book = None
+        if len(books) > 1:  # one book: nothing to pick (its title heads the page)
+            picked = st.selectbox("书目", [ALL_BOOKS, *books], format_func=lambda b: books.get(b, b), key="book")
+            book = None if picked == ALL_BOOKS else picked
+        mode, passages = "extractive", settings.answer.passages
+        if settings.llm.enabled:  # the mode and the passages read only matter with a model to write
+            mode = st.radio("回答方式", list(MODES), format_func=MODES.__getitem__, key="mode")
+            passages = st.slider("参考段落数", 1, 10, passages, key="passages",
+                                 help="大模型生成时读取的检索段落数（抽取式回答至少从前 8 段中选句）。")
+        else:
+            st.caption("抽取式回答：只摘录原文。设置 RAG_LLM_BASE_URL 与 RAG_LLM_MODEL 后可启用大模型生成式回答。")
         st.button("新对话", icon=":material/add_comment:", on_click=new_conversation, width="stretch")
         export_slot = st.empty()  # filled after this run's question is answered, so the export is complete
         toc = [e for b in pipeline.books if book in (None, b.id) for e in b.toc]
-        with st.expander("目录", icon=":material/toc:"), st.container(key="toc", gap=None):
-            nested = ", ".join(f".st-key-toc-{i}" for i, e in enumerate(toc) if e.level > 1)
-            st.html(TOC_CSS + (f"<style>{nested} {{padding-left: 1.5em;}}</style>" if nested else ""))
-            for i, entry in enumerate(toc):
-                st.button(render.toc_label(entry), key=f"toc-{i}", on_click=set_state,
-                          kwargs={"section": entry}, type="tertiary")
-        with st.expander("索引状态", icon=":material/database:"):
-            s = pipeline.status()
-            st.markdown(f"- 模型：{md(Path(s.model).name or s.model)}\n- 段落数：{s.chunks}\n"
-                        f"- 构建时间：{md(render.format_time(s.built_at))}\n"
-                        f"- 语料校验和：`{s.corpus_checksum[:12]}`")
-            (st.warning if s.stale else st.caption)(
-                "索引已过期，请按页面上方的命令重建。" if s.stale else "索引与 corpus/ 一致。")
+        toc_box = lazy_expander("目录", ":material/toc:", "toc-open")
+        if toc_box.open:
+            with toc_box, st.container(key="toc", gap=None):
+                nested = ", ".join(f".st-key-toc-{i}" for i, e in enumerate(toc) if e.level > 1)
+                st.html(TOC_CSS + (f"<style>{nested} {{padding-left: 1.5em;}}</style>" if nested else ""))
+                for i, entry in enumerate(toc):
+                    st.button(render.toc_label(entry), key=f"toc-{i}", on_click=set_state,
+                              kwargs={"section": entry}, type="tertiary")
+        status_box = lazy_expander("索引状态", ":material/database:", "status-open", pipeline.status().stale)
+        if status_box.open:
+            with status_box:
+                show_status(pipeline)
     return QueryParams(passages=passages, mode=mode, book=book), export_slot  # type: ignore[arg-type]
+
+
+def lazy_expander(label: str, icon: str | None, key: str, expanded: bool = False):
+    """An expander whose content is made only while it is open (`.open`): the 目录's dozens of buttons and
+    every answer's 前后文 are not sent to, nor drawn by, a browser that never opens them."""
+    return st.expander(label, expanded, icon=icon, key=key, on_change="rerun")
+
+
+def show_status(pipeline: Pipeline) -> None:
+    s = pipeline.status()
+    st.markdown(f"- 模型：{md(Path(s.model).name or s.model)}\n- 段落数：{s.chunks}\n"
+                f"- 构建时间：{md(render.format_time(s.built_at))}\n"
+                f"- 语料校验和：`{s.corpus_checksum[:12]}`")
+    (st.warning if s.stale else st.caption)(
+        "索引已过期，请按页面上方的命令重建。" if s.stale else "索引与 corpus/ 一致。")
 
 
 @st.dialog("目录 · 章节原文", width="large")
@@ -129,12 +145,15 @@ def section_dialog(pipeline: Pipeline, entry) -> None:
         st.markdown(md(text))
 
 
-def source_card(pipeline: Pipeline, c) -> None:
+def source_card(pipeline: Pipeline, c, key: str) -> None:
     with st.container(border=True):
         book = pipeline.index.book(c.chunk.book) if len(pipeline.books) > 1 else None
         st.markdown(render.card_heading(c, book.title if book else None))
         st.html(PASSAGE_CSS + render.highlight_html(c.chunk.text, c.quote))
-        with st.expander("前后文"):
+        box = lazy_expander("前后文", None, f"{key}-context-{c.n}")
+        if not box.open:
+            return
+        with box:
             try:
                 parts = render.context_around(c.chunk, pipeline.index.neighbours(c.chunk.id))
             except KeyError:  # an answer given before the index was rebuilt: its passage is gone
@@ -162,7 +181,7 @@ def show_turn(pipeline: Pipeline, turn: Turn, key: str) -> None:
     else:
         st.markdown(md(a.text))
     for c in a.citations:
-        source_card(pipeline, c)
+        source_card(pipeline, c, key)
     st.feedback("thumbs", key=key, on_change=record_feedback, args=(key, turn))
 
 

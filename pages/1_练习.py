@@ -16,10 +16,8 @@ from rag.config import Settings, offline_environment
 offline_environment()
 
 from rag import render  # noqa: E402
-from rag.errors import IndexError_, ModelError  # noqa: E402
-from rag.pipeline import Pipeline  # noqa: E402
+from rag.pipeline import Pipeline, RagError  # noqa: E402
 from rag.render import escape_markdown as md  # noqa: E402
-from rag.store.manifest import manifest_stamp, rebuild_command  # noqa: E402
 from rag.study import history  # noqa: E402
 from rag.study.grade import Grader, grader_for  # noqa: E402
 from rag.study.quiz import FALSE, KIND_NAMES, TRUE, Item, bank, draw, sections_with_text  # noqa: E402
@@ -45,12 +43,13 @@ def load_bank(_pipeline: Pipeline, stamp: tuple[int, ...] | None, book: str | No
 
 
 def open_pipeline(settings: Settings) -> tuple[Pipeline, tuple[int, ...] | None]:
-    stamp = manifest_stamp(settings.index_dir)
+    stamp = Pipeline.stamp(settings)
     try:
         return load_pipeline(settings, stamp), stamp
-    except (IndexError_, ModelError) as exc:
-        st.error(f"索引或模型不可用。\n\n{md(str(exc))}")
-        st.code(rebuild_command(settings), language="bash")
+    except RagError as exc:  # the same explanation as the chat page: what is wrong and the command to run
+        title, command = render.failure_help(exc, render.rebuild_hint(Pipeline.rebuild_command(settings)))
+        st.error(f"{title}\n\n{md(str(exc))}")
+        st.code(command, language="bash")
         st.stop()
     raise AssertionError  # st.stop() does not return
 

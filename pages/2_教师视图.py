@@ -17,10 +17,9 @@ from rag.config import Settings, offline_environment
 
 offline_environment()
 
-from rag.errors import IndexError_, ModelError  # noqa: E402
-from rag.pipeline import Pipeline  # noqa: E402
+from rag import render  # noqa: E402
+from rag.pipeline import Pipeline, RagError  # noqa: E402
 from rag.render import escape_markdown as md  # noqa: E402
-from rag.store.manifest import manifest_stamp, rebuild_command  # noqa: E402
 from rag.study import teacher  # noqa: E402
 from rag.study.history import History, HistorySettings  # noqa: E402
 
@@ -60,10 +59,11 @@ def main() -> None:
     if not unlocked(hs.teacher_password):
         st.stop()
     try:
-        pipeline = load_pipeline(settings, manifest_stamp(settings.index_dir))
-    except (IndexError_, ModelError) as exc:
-        st.error(f"索引或模型不可用。\n\n{md(str(exc))}")
-        st.code(rebuild_command(settings), language="bash")
+        pipeline = load_pipeline(settings, Pipeline.stamp(settings))
+    except RagError as exc:  # the same explanation as the chat page: what is wrong and the command to run
+        title, command = render.failure_help(exc, render.rebuild_hint(Pipeline.rebuild_command(settings)))
+        st.error(f"{title}\n\n{md(str(exc))}")
+        st.code(command, language="bash")
         st.stop()
     store = History(hs)
     turns, results = store.rows("turns"), store.rows("results")

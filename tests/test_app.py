@@ -258,6 +258,11 @@ def test_question_renders_answer_and_source_cards_with_section_and_page(page_env
             c.quote.replace("\n", "")
     expanders = [e for e in at.expander if e.label == "前后文"]
     assert len(expanders) == len(answer.citations)
+    assert not [cap for e in expanders for cap in e.caption]  # made only when opened
+    for c in answer.citations:
+        at.session_state[f"feedback-0-0-context-{c.n}"] = True
+    at.run()
+    expanders = [e for e in at.expander if e.label == "前后文"]
     context = [cap.value for e in expanders for cap in e.caption]
     assert any(v.startswith(("上文 · ", "下文 · ")) and PAGE.search(v) for v in context)
     assert at.feedback and at.session_state["turns"] == [turn]
@@ -336,6 +341,9 @@ def test_feedback_is_appended_with_question_answer_and_chunk_ids(page_env, feedb
 
 def test_sidebar_toc_opens_a_section_and_status_is_shown(page_env) -> None:
     at = _page()
+    assert not [b for b in at.sidebar.button if b.key and b.key.startswith("toc-")]  # made only when opened
+    at.session_state["toc-open"] = at.session_state["status-open"] = True
+    at.run()
     toc = [b for b in at.sidebar.button if b.key and b.key.startswith("toc-")]
     assert len(toc) >= 30 and toc[0].label.startswith("第一章")
     toc[1].click().run()  # 第一章 › 第一节, whose text is in the shipped excerpt
@@ -455,13 +463,16 @@ def test_stale_index_still_answers_and_says_how_to_rebuild(page_env, tmp_path: P
     assert _turns(at)[0].answer is not None and _turns(at)[0].answer.citations
 
 
-def test_corrupt_index_names_the_file_and_the_command(page_env, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("page", [APP, APP.parent / "pages" / "1_练习.py", APP.parent / "pages" / "2_教师视图.py"],
+                         ids=["chat", "practice", "teacher"])
+def test_corrupt_index_names_the_file_and_the_command(page_env, tmp_path: Path, monkeypatch, page: Path) -> None:
     index = tmp_path / "index"
     shutil.copytree(page_env.index_dir, index)
     chunks = index / "chunks.json"
     chunks.write_bytes(chunks.read_bytes()[:100])
     monkeypatch.setenv("RAG_INDEX_DIR", str(index))
-    at = AppTest.from_file(str(APP), default_timeout=180)
+    monkeypatch.delenv("RAG_TEACHER_PASSWORD", raising=False)
+    at = AppTest.from_file(str(page), default_timeout=180)
     at.run()
     assert not at.exception
     (error,) = [e.value for e in at.error]
