@@ -110,6 +110,21 @@ def test_grader_slots_denials_and_word_pieces(pipeline, items) -> None:
     assert g.grade(uses, "推动经济社会发展，解决群众的民生困难").score == 1
 
 
+def test_grader_terse_summaries_and_restated_headings(pipeline, items) -> None:
+    g = grader_for(pipeline.index)
+    short = [it for it in items if it.kind == "short"]
+    layers = next(it for it in short if it.points[0].startswith("共产党人深入群众之中"))
+    heads = next(it for it in short if it.points[0].startswith("党的群众工作的基本概念"))
+    # a clause made only of a point's own words covers it, however short: four layers in a few words each
+    terse = "首先问政于民，倾听群众呼声；其次践行宗旨，为群众造福；再次吃苦在前，发挥表率作用；最后加强监督和管理。"
+    assert g.grade(layers, terse).score == 1
+    assert g.grade(layers, "首先问政于民，倾听群众呼声；其次践行宗旨，为群众造福。").score == 0.5
+    assert g.grade(layers, "首先要宣传群众；其次要组织群众；再次要服务群众；最后要团结群众。").score == 0
+    # restating the question's heading earns nothing; naming one of its points still counts
+    assert g.grade(heads, "党的群众工作的地位和作用").score == 0 and g.grade(heads, "地位与作用").score == 0
+    assert g.grade(heads, "群众工作的作用").score == 0.5
+
+
 def test_hand_graded_answers_agree_with_the_grader(pipeline) -> None:
     rows = load_graded(GRADED)
     assert len(rows) >= 60 and {r["type"] for r in rows} == {"good", "partial", "wrong", "off-topic"}
@@ -117,10 +132,10 @@ def test_hand_graded_answers_agree_with_the_grader(pipeline) -> None:
     assert all(r["split"] == graded_split(r["id"]) for r in rows)  # fixed by the id, never chosen by hand
     assert len({r["id"] for r in rows}) == len(rows) >= 150
     report = quiz(pipeline)
-    # Floors under today's figures on the 166 answers (held out 0.743, all 0.791; bench/RESULTS.md): the
+    # Floors under today's figures on the 166 answers (held out 0.774, all 0.827; bench/RESULTS.md): the
     # issue's target, κ ≥ 0.8 held out, is not met yet. The message shows figures only, no held-out answer.
-    assert report.rows["全部"]["κ"] >= 0.77, report.rows
-    assert report.rows["test（报告）"]["κ"] >= 0.72, report.rows  # held out: reported, see rag/eval/quiz.py
+    assert report.rows["全部"]["κ"] >= 0.81, report.rows
+    assert report.rows["test（报告）"]["κ"] >= 0.76, report.rows  # held out: reported, see rag/eval/quiz.py
     assert "全部通过" in report.notes[0]
 
 
