@@ -139,3 +139,89 @@ def test_cli_human_output_lists_sources_and_batch_keeps_order(built, capsys, tmp
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["refused"] for r in rows] == [True, False, False]
     assert rows[1]["mode"] == "direct" and "李景田" in rows[1]["answer"] and "error" in rows[2]
+
+
+# --- readable extractive answers (issue 13): clause leads, enumerations across chunks, 「A和B分别」 -------------
+
+def _sentence(pipeline, starts: str):
+    """The indexed body sentence that begins with `starts`."""
+    store = pipeline.answerer.store
+    from rag.answer.extract import Sentence
+
+    for c in pipeline.index.chunks:
+        for a, b in store.spans(c):
+            if c.text[a:b].startswith(starts):
+                return Sentence(c, a, b, 1, 1.0)
+    raise AssertionError(starts)
+
+
+def test_a_clause_without_its_subject_is_led_by_it_quoted_and_cited(pipeline) -> None:
+    from rag.answer.compose import Lead, compose
+
+    composer = pipeline.answerer.composer
+    fragment = _sentence(pipeline, "是依靠民主和法治")  # the third 「是……的工作；」 of the definition, another chunk
+    lead, same = composer.with_leads([fragment])
+    assert isinstance(lead, Lead) and lead.text == "在新的历史条件下，党的群众工作" and same is fragment
+    head = _sentence(pipeline, "在新的历史条件下，党的群众工作，是通过")
+    assert composer.with_leads([head, fragment]) == [head, fragment]  # the subject is already said
+    a = compose(Answer(question="q", text="", citations=(), mode="extractive"), [lead, fragment], REFUSAL_TEXT)
+    assert a.text.startswith("在新的历史条件下，党的群众工作[1]……是依靠民主和法治")
+    assert [c.quote in c.chunk.text for c in a.citations] == [True, True]
+    second = _sentence(pipeline, "是宣传群众、发动群众")  # two clauses of one chain: one lead
+    assert sum(isinstance(s, Lead) for s in composer.with_leads([fragment, second])) == 1
+    assert composer.with_leads([_sentence(pipeline, "后期是动员")]) == [_sentence(pipeline, "后期是动员")]
+
+
+def test_enumerations_are_gathered_across_the_chunks_of_a_section(pipeline) -> None:
+    from rag.answer.extract import enumerations, section_sentences
+
+    first = _sentence(pipeline, "第一，党的群众工作")
+    around = section_sentences(pipeline.answerer.store, pipeline.index.chunks, first.chunk)
+    runs = [[around[i].text[:2] for i in run] for run in enumerations(around)]
+    assert ["第一", "第二", "第三", "第四"] in runs and ["首先", "其次", "再次", "最后"] in runs
+    assert len({around[i].chunk.id for run in enumerations(around) for i in run}) >= 4  # several chunks
+
+
+def test_a_list_is_the_one_its_lead_sentence_introduces(pipeline) -> None:
+    question = "党和人民群众紧密联系在一起是党的力量源泉，书里从哪几层来讲？"
+    a = pipeline.ask(question)
+    assert [w for w in ("首先，", "其次，", "再次，", "最后，") if w in a.text] == ["首先，", "其次，", "再次，", "最后，"]
+    assert "第四，" not in a.text  # not the outer 第一…第四 the lead sentence belongs to
+    last = pipeline.ask("其中最后一层讲的是什么？", [question])
+    assert "党风廉政建设和反腐败斗争" in last.text and len(last.citations) == 1
+
+
+def test_each_of_two_things_asked_about_is_answered(pipeline) -> None:
+    composer = pipeline.answerer.composer
+    assert composer.conjuncts("前期和后期，群众工作分别动员群众参加了什么？") == ["前期", "后期"]
+    assert composer.conjuncts("在农村和在企业，党推动发展的群众工作各有什么做法？") == ["农村", "企业"]
+    assert composer.conjuncts("党的群众工作的核心是什么？") == []
+    a = pipeline.ask("前期和后期，群众工作分别动员群众参加了什么？")
+    assert "一化三改" in a.text and "全民所有制" in a.text
+
+
+def test_list_bonus_follows_the_lists_topic(pipeline) -> None:
+    """「有经济发展中的矛盾，有……」 lists what its lead sentence names (人民内部矛盾); a list about something else
+    does not win a list question it does not answer."""
+    a = pipeline.ask("书中列举了哪些方面的人民内部矛盾？")
+    assert "社会收入差距的矛盾" in a.text and "依靠民主和法治" not in a.text
+
+
+# --- the refusal rule and the 目录 (issue 13) -------------------------------------------------------------------
+
+def test_questions_about_unloaded_sections_are_refused_with_their_pointer(pipeline) -> None:
+    for question, where in (("信访工作怎样抓好源头治理？", "第五章"), ("干部怎样在网上做群众工作？", "第六章"),
+                            ("第四章第二节是怎么论述群众权益的？", "第四章")):
+        a = pipeline.ask(question)
+        assert a.refused and a.pointer and where in a.pointer and "不在已载入" in a.pointer, (question, a.pointer)
+    for question in ("群众工作的作用有哪些？", "党的群众工作的核心是什么？", "群众工作文化在书中是怎么提的？"):
+        assert not pipeline.ask(question).refused, question
+
+
+def test_toc_questions_by_meaning_name_the_section(pipeline) -> None:
+    a = pipeline.ask("第二章里讲新任务的是哪一节，从哪页开始？")
+    assert a.mode == "direct" and "第二节 群众工作的新任务" in a.text and "38" in a.text
+    web = pipeline.ask("讲网上做群众工作的是第几章？")  # no title says 网上; the closest in meaning does
+    assert web.mode == "direct" and "第六章" in web.text and not web.refused
+    for c in (*a.citations, *web.citations):
+        assert c.chunk.kind == "toc" and c.quote in c.chunk.text

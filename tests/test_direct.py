@@ -98,3 +98,31 @@ def test_chinese_numbers_and_routes() -> None:
     assert route("第2章第3节从哪页开始").kind == "start_page"
     assert route("第三章讲的是什么").chapter == 3
     assert route("党的群众工作是什么") is None
+
+
+def test_every_parsed_copyright_field_is_answered_by_its_name(facts: BookFacts) -> None:
+    info = facts.info
+    assert info is not None and len(info.fields) >= 20
+    for name, value in info.fields.items():
+        a = facts.answer(f"这本书的{name}是什么？")
+        assert a is not None and a.citations, name
+        if name != "电话":  # 「电话」 alone is ambiguous: the 邮购 number is the one readers ask for
+            assert squeeze(value) in squeeze(a.text), (name, a.text)
+
+
+def test_copyright_fields_in_a_readers_words(facts: BookFacts) -> None:
+    for question, value in (("书要是缺页了，打哪个电话调换？", "58587660"), ("这本书是哪家厂印的？", "北京尚唐"),
+                            ("这本书是什么时候印刷的？", "2015 年 2 月"), ("在哪儿能买到这本书？", "新华书店"),
+                            ("向谁邮购这本书？", "人民东方图书销售中心")):
+        a = facts.answer(question)
+        assert a is not None and value in a.text, (question, a and a.text)
+    assert "65250042" not in facts.answer("书要是缺页了，打哪个电话调换？").text  # 「电话」 asks for that line's number
+
+
+def test_a_title_named_in_words_the_loaded_text_never_uses(facts: BookFacts) -> None:
+    source = facts.unloaded_by_words("信访工作怎样抓好源头治理？")
+    assert source is not None and source.title == "重要环节要抓好源头治理"
+    newest = facts.unloaded_by_words("新形势下群众工作有哪些新特点？")
+    assert newest is not None and newest.level == 2 and newest.title == "群众工作的新特点"  # the 节, not its 章
+    for question in ("群众工作的核心是什么？", "群众工作文化在书中是怎么提的？", "什么是党的群众工作？"):
+        assert facts.unloaded_by_words(question) is None, question

@@ -232,3 +232,23 @@ def test_paraphrases_share_no_word_with_their_evidence() -> None:
         if common:
             shared[r["id"]] = sorted(common)
     assert not shared, f"这些改写题与证据共享词语，不能检验语义检索：{shared}"
+
+
+BOOK_QUESTIONS = ROOT / "tests" / "data" / "book_questions.jsonl"  # issue 13: tune / held-out by hash of the id
+BOOK_ROWS = [json.loads(line) for line in BOOK_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_book_questions_quote_the_book_and_do_not_repeat() -> None:
+    """Evidence and key phrases of tests/data/book_questions.jsonl are the book's own words (spaces ignored), ids
+    are unique, and no question is asked twice: a twin in the other split would leak tune into held-out."""
+    flat = re.sub(r"\s", "", TEXT)
+    ids = [r["id"] for r in BOOK_ROWS]
+    assert len(ids) == len(set(ids)) and len(BOOK_ROWS) >= 300
+    asked = [(r["question"], tuple(r["history"])) for r in BOOK_ROWS]
+    assert len(asked) == len(set(asked)), [q for q, n in Counter(asked).items() if n > 1]
+    for r in BOOK_ROWS:
+        quotes = [*r["evidence"], *(e for p in r.get("parts") or () for e in p.get("evidence") or ())]
+        assert all(re.sub(r"\s", "", e) in flat for e in quotes), r["id"]
+        keys = [*r["answer_phrases"], *(k for p in r.get("parts") or () for k in p.get("answer_phrases") or ())]
+        assert all(any(re.sub(r"\s", "", alt) in flat for alt in k.split("|")) for k in keys), r["id"]
+        assert r["answerable"] == (r["type"] != "out_of_scope"), r["id"]

@@ -9,7 +9,6 @@ the extractive answer as the fallback. The refusal rule always runs before the L
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -18,17 +17,17 @@ import numpy as np
 from rag.text.fold import spaceless as squeeze
 from rag.answer.compose import Composer, compose
 from rag.config import Settings
-from rag.answer.direct import BookFacts
 from rag.answer.library import Library
 from rag.errors import LLMError
-from rag.answer.extract import (LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore, answer_type,
-                         coverage_of, list_items, question_terms)
+from rag.answer.extract import (LAST_ITEM, LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore,
+                                answer_type, coverage_of, list_items, question_terms)
 from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
+from rag.answer.refusal import Scope
 from rag.answer.facts import renumber
 from rag.retrieve.query import resolve, split_compound
 from rag.text.fold import is_cjk
 from rag.text.numerals import cn_int
-from rag.types import Answer, Citation, Hit, Query, QueryParams, TocEntry
+from rag.types import Answer, Citation, Hit, Query, QueryParams
 
 REFUSAL_TEXT = REFUSAL + "。"
 
@@ -39,22 +38,10 @@ W_DENSE, W_COVER, W_RANK = 1.0, 0.05, 0.01
 W_TYPE = 0.05  # 「多少年」「什么时候」: a sentence with a number or a date is preferred
 W_QUOTE = 0.03  # a term the question puts in quotes (「哪几个“有所”」) must be in the sentence
 W_LIST = 0.1  # list questions: a sentence that enumerates (「A、B、C」) is preferred,
-W_ITEM, MAX_ITEMS = 0.002, 10  # and the longer its list, the more (up to MAX_ITEMS items)
-# Refusal, measured on tests/data/questions.jsonl (bench/RESULTS.md, "Answers"). Out-of-scope questions
-# (weather, recipes, sport) reach best-sentence cosines of 0.80–0.86 with almost none of their weighted
-# terms in the book; answerable ones with low term coverage (paraphrases) have cosines ≥ 0.88. So: refuse
-# when the best sentence is both below MIN_DENSE and below MIN_COVERAGE. Second rule: the question is about a
-# 目录 entry whose text is not loaded (balanced title match ≥ UNLOADED_TOPIC, e.g. 「怎样健全和创新信访工作
-# 机制」 0.66, answerable questions ≤ 0.56) and no sentence covers it nearly completely.
-MIN_DENSE = 0.87
-MIN_COVERAGE = 0.3
-UNLOADED_TOPIC = 0.6
-FULL_COVERAGE = 0.9
-# Third rule, chosen on the tune split of tests/data/book_questions.jsonl (bench/RESULTS.md, "Refusal"): the
-# question is closer (embedding cosine) to a 目录 title whose text is not loaded than to any title whose text
-# is, by at least TITLE_MARGIN, that title is close (≥ TITLE_CLOSE), and the best sentence covers little of
-# the question's terms (< TITLE_COVERAGE): 「信访工作怎样抓好源头治理？」 is about 第五章第一节, not in the text.
-TITLE_MARGIN, TITLE_CLOSE, TITLE_COVERAGE = 0.02, 0.89, 0.35
+W_ITEM, MAX_ITEMS = 0.002, 10  # and the longer its list, the more (up to MAX_ITEMS items); both scaled by the
+# term coverage of the list and its lead sentence, so a list about something else does not outrank the sentence
+# that answers (chosen on the tune split of tests/data/book_questions.jsonl)
+# The refusal rule and its thresholds: rag/answer/refusal.py.
 # English questions, measured (bench/RESULTS.md, "Reliability"): with the 4-bit e5-small the best sentence
 # for an English question about the book scores 0.77–0.80, no better than English questions the book does not
 # answer (0.72–0.80), so the refusal rule cannot tell them apart and refuses both. A question with Chinese
@@ -98,14 +85,13 @@ class Answerer:
         self.reranker = reranker  # Callable[[Query, Sequence[Hit]], Sequence[Hit]] or None
         self.store = SentenceStore(embedder, index.tokenizer, index.chunks, index.sentence_vectors)
         self.composer = Composer(self.store, index.chunks, index.tokenizer)
-        self._title_vectors: list | None = None
-        self._titles_lock = threading.Lock()
+        self.scope = Scope(facts, embedder)  # the refusal rule and the 目录 look-up by meaning
 
     def warm(self) -> None:
         """Gather every chunk's sentence vectors and encode the 目录 titles now (the app calls this once, while
         the page loads) instead of in the first question that needs them."""
         self.store.vectors(self.index.chunks)
-        self._titles(None)
+        self.scope.titles(None)
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -145,17 +131,19 @@ class Answerer:
         parts = split_compound(own) if whole and not query.expanded else [own]
         if len(parts) > 1 and (direct is None or self._all_direct(query, parts, params.book)):
             return Plan(query, final=self._compound(base, query, parts, params))
+        if direct is None:  # encoded once: 目录 titles by meaning, retrieval and sentence scoring
+            qvec = self.embedder.encode_queries([query.text])[0]
+            direct = self.scope.toc_by_meaning(own, turns, qvec, params.book)
         if direct is not None:  # 「信访工作在第几章讲？从哪页开始？」: one 目录 row answers both parts
             return Plan(query, final=replace(base, text=direct.text, citations=direct.citations, mode="direct",
                                              refused=direct.refused))
         items = self._ordinal_followup(own, turns, params.book)
-        qvec = self.embedder.encode_queries([query.text])[0]  # encoded once: retrieval and sentence scoring
         hits = self._search(query, qvec, max(CANDIDATE_HITS, passages), params.book)
         if items:
             return Plan(query, hits, passages, params.book, extractive=compose(base, items, REFUSAL_TEXT))
         ranked = self._rank(query.text, hits, qvec, own if query.expanded else None)
-        unloaded = self._unloaded_entry(own, ranked, qvec, params.book)
-        if unloaded is not None or self._refuse(query.text, ranked, params.book):
+        unloaded = self.scope.unloaded_entry(own, ranked, qvec, params.book)
+        if unloaded is not None or self.scope.outside(query.text, ranked, params.book):
             notices = base.notices + ((FOREIGN_NOTICE,) if foreign(own) else ())
             pointer = unloaded[0].pointer_to(unloaded[1]) if unloaded else self.facts.pointer(query.text, params.book)
             refusal = replace(base, text=REFUSAL_TEXT, refused=True, pointer=pointer, notices=notices)
@@ -224,12 +212,20 @@ class Answerer:
                     continue  # the book's own rhetorical questions answer nothing
                 dense = float(vectors[h.chunk.id][i] @ qvec)
                 cov = covers(self.store.terms(s))
-                enumerates = W_LIST + W_ITEM * (min(items[i], MAX_ITEMS) - 3) if items[i] >= 3 else 0.0
-                bonus = (enumerates + (W_TYPE if wants(s.text) else 0.0)
+                lead = Sentence(h.chunk, *spans[i - 1], 0, 0.0) if i else s
+                bonus = (self._listed(s, lead, items[i], covers) + (W_TYPE if wants(s.text) else 0.0)
                          + (W_QUOTE if quoted and all(t in squeeze(s.text)[0] for t in quoted) else 0.0))
                 score = W_DENSE * dense + W_COVER * cov + W_RANK / h.rank + bonus
                 scored.append(Scored(s, score, dense, cov))
         return sorted(scored, key=lambda x: -x.score)
+
+    def _listed(self, s: Sentence, lead: Sentence, items: int, covers) -> float:
+        """List questions: a sentence enumerating three or more items gains W_LIST (+ W_ITEM per item), scaled
+        by how much of the question it and the sentence before it name — a list is about what its lead says
+        (「……一项重要工作是正确处理人民内部矛盾。有经济发展中的矛盾，有……」)."""
+        if items < 3:
+            return 0.0
+        return (W_LIST + W_ITEM * (min(items, MAX_ITEMS) - 3)) * covers(self.store.terms(s) | self.store.terms(lead))
 
     def _pool(self, hits: Sequence[Hit], qterms: frozenset[str]) -> list[Hit]:
         """The body hits, plus any chunk holding a sentence that covers most of the question's terms (a cheap
@@ -248,44 +244,6 @@ class Answerer:
         extra.sort(key=lambda x: -x[0])
         return pool + [h for _, h in extra[:POOL_EXTRA]]
 
-    def _unloaded_entry(self, own: str, ranked: Sequence[Scored], qvec: np.ndarray,
-                        book: str | None) -> tuple[BookFacts, TocEntry] | None:
-        """The 目录 row a question is about when that row's text is not loaded: named by number
-        (「第四章第二节的内容」), or closest by meaning to the question while no sentence covers it."""
-        for facts in self.facts.scope(own, book):
-            entry = facts.numbered_unloaded(own)
-            if entry is not None:
-                return facts, entry
-        if ranked and ranked[0].coverage >= TITLE_COVERAGE:
-            return None
-        rows = self._titles(book)
-        if not rows:
-            return None
-        sims = np.stack([v for _, _, _, v in rows]) @ qvec
-        best_unloaded = max(((s, i) for i, s in enumerate(sims) if not rows[i][2]), default=None)
-        best_loaded = max((s for i, s in enumerate(sims) if rows[i][2]), default=-1.0)
-        if best_unloaded is None or best_unloaded[0] < TITLE_CLOSE or best_unloaded[0] - best_loaded < TITLE_MARGIN:
-            return None
-        facts, entry, _, _ = rows[best_unloaded[1]]
-        return facts, entry
-
-    def _titles(self, book: str | None) -> list[tuple[BookFacts, TocEntry, bool, np.ndarray]]:
-        """The 目录 titles in scope with their passage vectors (encoded once, on first use)."""
-        with self._titles_lock:
-            if self._title_vectors is None:
-                rows = self.facts.titles_of(None)
-                vecs = self.embedder.encode_passages([e.title for _, e, _ in rows]) if rows else []
-                self._title_vectors = [(f, e, loaded, v) for (f, e, loaded), v in zip(rows, vecs)]
-        return [r for r in self._title_vectors if book is None or r[0].book.id == book]
-
-    def _refuse(self, text: str, ranked: Sequence[Scored], book: str | None) -> bool:
-        if not ranked:
-            return True
-        best = ranked[0]
-        if best.coverage < MIN_COVERAGE and best.dense < MIN_DENSE:
-            return True
-        return best.coverage < FULL_COVERAGE and self.facts.names_unloaded_part(text, UNLOADED_TOPIC, book)
-
     # --- follow-ups ---------------------------------------------------------------------------------------
 
     def _ordinal_followup(self, text: str, history: Sequence[str], book: str | None) -> list[Sentence]:
@@ -294,14 +252,16 @@ class Answerer:
         m = ORDINAL_FOLLOWUP.search(text)
         if not m or len(text) > 14:
             return []
-        n = cn_int(m.group(1)) or 0
+        n = LAST_ITEM if m.group(m.lastindex or 1) == "最后" else cn_int(m.group(m.lastindex or 1)) or 0
         for previous in reversed(history):
             if not LIST_QUESTION.search(previous):
                 continue
             qvec = self.embedder.encode_queries([previous])[0]
             earlier = Query(text=previous, original=previous, own=previous)
             ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec)
-            items = self.composer.numbered_items(previous, ranked) if ranked else []
+            _lead, items = self.composer.enumerated(previous, ranked)
+            if n == LAST_ITEM and items:
+                return [items[-1]]
             return [items[n - 1]] if 0 < n <= len(items) else []
         return []
 

@@ -88,7 +88,8 @@ class Route:
     page: int | None = None
 
 
-def _num(pattern: re.Pattern[str], text: str) -> int | None:
+def number_of(pattern: re.Pattern[str], text: str) -> int | None:
+    """The number a pattern's first group holds in the text (「第四章」 → 4), or None."""
     m = pattern.search(text)
     return cn_int(m.group(1)) if m else None
 
@@ -106,12 +107,12 @@ def route(question: str, context: tuple[int | None, int | None] = (None, None)) 
     `context` is the (chapter, section) the previous turn was about, for 「这一章的第二节」「下一章」.
     """
     q = _PUNCT.sub("", unicodedata.normalize("NFKC", question))
-    chapter, section = _num(CHAPTER_REF, q), _num(SECTION_REF, q)
+    chapter, section = number_of(CHAPTER_REF, q), number_of(SECTION_REF, q)
     chapter, section = _with_context(q, chapter, section, context)
     small = len(ask_residual(q)) <= 2
     if "后记" in q and (small or _ASK_PAGE.search(q)):
         return Route("afterword")
-    page = _num(PAGE_REF, q)
+    page = number_of(PAGE_REF, q)
     if page is not None and chapter is None and section is None:
         return Route("page", page=page)
     last = _LAST.search(q)
@@ -226,3 +227,21 @@ def _prefer(entries: Sequence[TocEntry], question: str, chapter_first: bool) -> 
     want_chapter = bool(re.search(r"哪一?章|第几章", question)) or chapter_first and "节" not in question
     ranked = sorted(entries, key=lambda e: (e.level != 1) if want_chapter else (e.level == 1))
     return ranked[0]
+
+
+def pairs(text: str) -> frozenset[str]:
+    """The character bigrams of a text, none across punctuation, 「的」 left out (it only joins words: its
+    bigrams would match by accident)."""
+    return frozenset(g for g in bigrams(squeeze(text)[0].replace("的", "")) if len(g) == 2)
+
+
+def novel_match(question: str, titles: Sequence[tuple[TocEntry, frozenset[str]]], known: frozenset[str],
+                least: int) -> TocEntry | None:
+    """The 目录 row (of `titles`, with their `pairs`) sharing the most bigrams with the question that the
+    loaded text (`known`) never uses — at least `least` of them; a 节 wins a tie with its 章."""
+    asked = pairs(question) - known
+    if len(asked) < least:
+        return None
+    score, _, entry = max(((len(asked & grams), e.level, e) for e, grams in titles), key=lambda x: x[:2],
+                          default=(0, 0, None))
+    return entry if score >= least else None

@@ -7,9 +7,10 @@ builds citations through `make_citation`, which checks that and returns None oth
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
-from rag.text.fold import bigrams, find_span
-from rag.types import Chunk, Citation
+from rag.text.fold import bigrams, find_span, spaceless
+from rag.types import Chunk, Citation, TocEntry
 
 _MARKER = re.compile(r"\[(\d{1,2})\]")
 
@@ -41,6 +42,28 @@ def make_citation(n: int, chunk: Chunk, quote: str, score: float, flagged: bool 
     if not quote or quote not in chunk.text:
         return None
     return Citation(n=n, chunk=chunk, quote=quote, score=float(score), flagged=flagged)
+
+
+def heading_cites(body: Sequence[Chunk], entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
+    """For a book whose 目录 was made from its headings: each entry cited at the heading line where its text
+    begins."""
+    cites: list[Citation] = []
+    for entry in entries:
+        for chunk in body:
+            span = entry_span(chunk, entry)
+            if span and chunk.section and spaceless(entry.title)[0] in spaceless(chunk.section[-1])[0]:
+                start, end = line_span(chunk.text, *span)
+                cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
+                cites += [cite] if cite else []
+                break
+    return tuple(cites)
+
+
+def entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
+    """Where a 目录 row (number and title, or a long enough title alone) is printed in a chunk."""
+    return find_span(chunk.text, f"{entry.number}{entry.title}") or (
+        find_span(chunk.text, entry.title) if len(entry.title) >= 6 else None
+    )
 
 
 def overlap(claim: str, source: str) -> float:

@@ -2,28 +2,42 @@
 
 A plain question gets its best sentence (plus close runners-up, at most three); a list question gets the whole
 list — the enumeration of the section it is about (第一，…第四，…), or the sentence that lists the items itself,
-with the sentence that introduces it. Sentences keep the book's order, and every one is cited verbatim.
+with the sentence that introduces it. Sentences keep the book's order, and every one is cited verbatim. A clause
+that cannot be read alone (「是……的工作；」 continuing a definition whose subject came clauses earlier) is preceded
+by that subject, quoted and cited too: 「在新的历史条件下，党的群众工作[1]……是依靠民主和法治……的工作[2]。」
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from rag.answer.cite import make_citation
-from rag.answer.extract import (LIST_QUESTION, Scored, Sentence, SentenceStore, coverage, doc_order, enumeration,
-                         inline_list, near_duplicate, question_terms, section_sentences)
+from rag.answer.extract import (LIST_QUESTION, Scored, Sentence, SentenceStore, coverage, doc_order,
+                                enumeration, enumerations, inline_list, near_duplicate, section_sentences)
 from rag.store.lexical import terms
 from rag.types import Answer, Chunk, Citation
 
 KEEP_MARGIN = 0.02  # runners-up kept when they score within this of the best sentence (non-list questions)
 MAX_PLAIN = 3  # at most this many sentences for a non-list question
 MAX_LIST = 5
+LEAD_GAP = 3  # a list starting within this many sentences after the best sentence is the list it introduces
 HEADING_MATCH = 0.5  # a list question is about a section when it covers this much of the heading's terms
+HEADING_FULL = 0.95  # … and certainly when it has (nearly) all of them
 _SOURCE_QUESTION = re.compile(r"引自|出自|出处|哪本书|来源|引用")
 _NUMBERING = re.compile(r"^[◇◆●■□\s]*(?:[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|第.{1,3}[章节])?\s*")
 _DISPLAY_MARKS = re.compile(r"\^?[①-⑳]|^[▲◇◆●■]\s*")
+_EACH = re.compile(r"分别|各自|各有|各是|各指|各讲")
+_JOIN = re.compile(r"[和与及]")
+_CLAUSE_END = re.compile(r"[，,。；;？?！!：:]")
+_NO_SUBJECT = re.compile(r"^(?:也|就|而|都|还)?是")  # a clause that begins with its verb: the subject came before
+_SUBJECT = re.compile(r"^(.{2,40}?)，?(?=(?:也|就|都)?是)")  # the subject part of a clause (「党的群众工作，是……」)
+
+
+@dataclass(frozen=True)
+class Lead(Sentence):
+    """The subject part of the clause that a chosen clause continues (「在新的历史条件下，党的群众工作，」)."""
 
 
 class Composer:
@@ -33,7 +47,30 @@ class Composer:
         self.tokenizer = tokenizer
 
     def choose(self, text: str, ranked: Sequence[Scored]) -> list[Sentence]:
-        """The sentences that answer `text`, in book order."""
+        """The sentences that answer `text`, in book order; for 「A和B分别……」 also the best sentence naming
+        whichever of A and B the others leave out."""
+        chosen = self._choose(text, ranked)
+        missing = [w for w in self.conjuncts(text) if not any(w in s.text for s in chosen)]
+        for w in missing:
+            extra = next((x.sentence for x in ranked if w in x.sentence.text
+                          and not any(near_duplicate(x.sentence.text, c.text) for c in chosen)), None)
+            chosen += [extra] if extra is not None else []
+        if not missing:
+            return chosen
+        return self.with_leads(sorted((c for c in chosen if not isinstance(c, Lead)), key=doc_order))
+
+    def conjuncts(self, text: str) -> list[str]:
+        """「前期和后期……分别……」「在农村和在企业……各有……」: the two things asked about (the words on either side
+        of 和/与/及), when the question asks for each of them."""
+        both = _EACH.search(text)
+        join = _JOIN.search(text, 0, both.start()) if both else None
+        if join is None:
+            return []
+        left = self.tokenizer.tokens(_CLAUSE_END.split(text[:join.start()])[-1])
+        right = self.tokenizer.tokens(_CLAUSE_END.split(text[join.end():])[0])
+        return [w for w in (left[-1:] + right[:1]) if len(w) >= 2]
+
+    def _choose(self, text: str, ranked: Sequence[Scored]) -> list[Sentence]:
         if LIST_QUESTION.search(text):
             items = self.list_items(text, ranked)
             if items:
@@ -46,28 +83,87 @@ class Composer:
             if not any(near_duplicate(s.sentence.text, c.text) for c in chosen):
                 chosen.append(s.sentence)
         chosen += self.footnotes(text, chosen)
-        return sorted(chosen, key=doc_order)
+        return self.with_leads(sorted(chosen, key=doc_order))
 
     def list_items(self, text: str, ranked: Sequence[Scored]) -> list[Sentence]:
-        """A list question's complete answer: the numbered enumeration of the section the question names, else
-        the best sentence with the 「A、B、C」 sentence next to it (or alone when it lists by itself)."""
-        items = self.numbered_items(text, ranked)
+        """A list question's complete answer: the enumeration of the section the question names, or the list the
+        best sentence belongs to or introduces (with that lead sentence), else the best sentence with the
+        「A、B、C」 sentence next to it (or alone when it lists by itself)."""
+        lead, items = self.enumerated(text, ranked)
         if items:
-            return items
+            return self.with_leads(sorted([lead, *items] if lead else items, key=doc_order))
         best = ranked[0].sentence
         if inline_list(best.text):
-            return [best]
+            return self.with_leads([best])
         around = section_sentences(self.store, self.chunks, best.chunk)
         at = next((i for i, x in enumerate(around) if _same(x, best)), None)
         if at is None:
             return []
         near = [x for x in around[max(0, at - 2) : at + 3] if not _same(x, best) and inline_list(x.text)]
-        return sorted([best, near[0]], key=doc_order) if near else []
+        return self.with_leads(sorted([best, near[0]], key=doc_order)) if near else []
 
-    def numbered_items(self, text: str, ranked: Sequence[Scored]) -> list[Sentence]:
+    def with_leads(self, chosen: Sequence[Sentence]) -> list[Sentence]:
+        """`chosen` (in book order) with a Lead before each clause that has no subject of its own (it begins
+        with 「是」 and follows clauses ending in 「；」): the subject of the first clause of that chain, once
+        per chain, unless a sentence of the chain is already said."""
+        out: list[Sentence] = []
+        for s in chosen:
+            lead = self.lead_of(s)
+            if lead is not None and not any(_same(lead, x) or x.chunk.start + x.start in range(
+                    lead.chunk.start + lead.start, s.chunk.start + s.start) for x in out):
+                out.append(lead)
+            out.append(s)
+        return out
+
+    def lead_of(self, s: Sentence) -> Lead | None:
+        if isinstance(s, Lead) or not _NO_SUBJECT.match(s.text.strip()):
+            return None
+        around = section_sentences(self.store, self.chunks, s.chunk)
+        at = next((i for i, x in enumerate(around) if _same(x, s)), None)
+        head = None
+        i = (at or 0) - 1
+        while at is not None and i >= 0 and around[i].text.rstrip().endswith("；"):
+            head, i = around[i], i - 1
+        m = _SUBJECT.match(head.text.strip()) if head is not None else None
+        if head is None or m is None or _NO_SUBJECT.match(head.text.strip()):
+            return None
+        start = head.start + head.text.find(m.group(1))
+        return Lead(head.chunk, start, start + len(m.group(1)), s.rank, s.hit_score)
+
+    def enumerated(self, text: str, ranked: Sequence[Scored]) -> tuple[Sentence | None, list[Sentence]]:
+        """The numbered list a list question asks for, as (its lead sentence or None, its items): the
+        enumeration of the section whose heading the question names (numbered_items, `within` the best
+        sentence's section); else the enumeration the best sentence introduces (it starts within LEAD_GAP
+        sentences after it, or, for an item of a list, before that list's next item) or belongs to, gathered
+        across the section's paragraphs and chunks."""
+        if not ranked:
+            return None, []
+        best = ranked[0].sentence
+        items = self.numbered_items(text, ranked, within=best)
+        if items:
+            return None, items
+        if inline_list(best.text):
+            return None, []
+        around = section_sentences(self.store, self.chunks, best.chunk)
+        at = next((i for i, x in enumerate(around) if _same(x, best)), None)
+        if at is None:
+            return None, []
+        runs = enumerations(around)
+        member = next((r for r in runs if at in r), None)
+        # an item's own extent ends where the next item of its list begins
+        end = next((i for i in member if i > at), len(around)) if member else at + LEAD_GAP + 1
+        led = next((r for r in runs if at < r[0] < end and r is not member), None)
+        if led is not None:
+            return best, [around[i] for i in led[:MAX_LIST]]
+        return None, [around[i] for i in member[:MAX_LIST]] if member else []
+
+    def numbered_items(self, text: str, ranked: Sequence[Scored],
+                       within: Sentence | None = None) -> list[Sentence]:
         """第一，…第四，… (or （一）…, 首先…最后) of the section whose heading the question names best (at least
-        HEADING_MATCH of the heading's weighted terms); the first sentence of each item."""
-        qterms = question_terms(self.tokenizer, text)
+        HEADING_MATCH of the heading's weighted terms); the first sentence of each item. With `within`, only a
+        section that holds that sentence, unless the question has all the heading's terms (HEADING_FULL): a
+        heading word shared by chance names no section."""
+        qterms = frozenset(terms(self.tokenizer, text))
         heads: dict[tuple[str, ...], tuple[float, Chunk]] = {}
         for chunk in self.chunks:
             if chunk.kind == "body" and chunk.section and chunk.section not in heads:
@@ -76,6 +172,9 @@ class Composer:
         for score, chunk in sorted(heads.values(), key=lambda x: -x[0]):
             if score < HEADING_MATCH:
                 break
+            outside = within is not None and within.chunk.section[:len(chunk.section)] != chunk.section
+            if outside and score < HEADING_FULL:
+                continue
             items = enumeration(section_sentences(self.store, self.chunks, chunk))
             if items:
                 return items[:MAX_LIST]
@@ -108,7 +207,7 @@ def compose(base: Answer, sentences: Sequence[Sentence], refusal: str) -> Answer
         if cite is None:
             continue
         cites.append(cite)
-        parts.append(display(s.text, cite.n))
+        parts.append(f"{display(s.text, cite.n)[:-1]}……" if isinstance(s, Lead) else display(s.text, cite.n))
     if not cites:
         return replace(base, text=refusal, refused=True)
     return replace(base, text="".join(parts), citations=tuple(cites))

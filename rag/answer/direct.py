@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rag.answer.booknav import LAST, Chapter, Topic, chapters_of, loaded_parts, route, topic_match
-from rag.answer.cite import line_span, make_citation
-from rag.text.fold import find_span, spaceless as squeeze
+from rag.answer.booknav import (LAST, Chapter, Topic, chapters_of, loaded_parts, novel_match, number_of, pairs,
+                                route, topic_match)
+from rag.answer.cite import entry_span, heading_cites, line_span, make_citation
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
 from rag.text.numerals import CHAPTER_REF, SECTION_REF, cn_int, int_cn
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
 POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question at a chapter/section
+# A question shares at least this many character bigrams with the title of a 目录 row whose text is not
+# loaded, bigrams the loaded text never uses (「源头治理」: 源头, 头治): it is about that row. On the tune split
+# no answerable question shares more than one such bigram with any title.
+NOVEL_PAIRS = 2
 NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
 
 class BookFacts:
@@ -34,6 +38,7 @@ class BookFacts:
         self.body = tuple(c for c in chunks if c.kind == "body")
         self.loaded = loaded_parts(self.body)
         self.front = FrontMatter(info, self.front_chunks + self.toc_chunks, chunks)
+        self._novel: tuple[frozenset[str], tuple[tuple[TocEntry, frozenset[str]], ...]] | None = None
 
     # --- public ---------------------------------------------------------------------------------------------
 
@@ -56,17 +61,26 @@ class BookFacts:
 
     def numbered_unloaded(self, question: str) -> TocEntry | None:
         """The 章 or 节 a question names by number (「第四章第二节」) when its text is not loaded."""
-        ch_no = _ref(CHAPTER_REF, question)
+        ch_no = number_of(CHAPTER_REF, question)
         if ch_no is None:
             return None
         r = route(question)
         chapter = next((c for c in self.chapters if c.no == ch_no), None)
         if chapter is None:
             return None
-        sec_no = _ref(SECTION_REF, question)
+        sec_no = number_of(SECTION_REF, question)
         entry = next((e for e in chapter.sections if cn_int(e.number[1:-1]) == sec_no), None) \
             if sec_no is not None else chapter.entry
         return entry if entry is not None and r is None and not self._is_loaded(entry) else None
+
+    def unloaded_by_words(self, question: str) -> TocEntry | None:
+        """The 目录 row whose text is not loaded that the question names in words the loaded text never uses."""
+        if self._novel is None:  # the loaded text's bigrams, read once (only when some row is not loaded)
+            rows = tuple((e, pairs(e.title)) for e in self.toc if e.title and not self._is_loaded(e))
+            known = frozenset().union(*(pairs(c.text) for c in self.body)) if rows else frozenset()
+            self._novel = (known, rows)
+        known, rows = self._novel
+        return novel_match(question, rows, known, NOVEL_PAIRS) if rows else None
 
     def is_loaded(self, entry: TocEntry) -> bool:
         return self._is_loaded(entry)
@@ -188,14 +202,32 @@ class BookFacts:
 
     def _topic(self, question: str) -> _Cited | None:
         hit: Topic | None = topic_match(question, self.toc, min_score=0.6)
-        if hit is None:
-            return None
-        cites = self._cite_entries([hit.entry])
-        what = f"“{hit.term}”" if hit.term else "这一内容"
-        text = f"据目录，讲{what}的是{self._path(hit.entry)}{_since(hit.entry)}{_marks(cites)}。"
-        if not self._is_loaded(hit.entry):
+        return self._topic_row(hit.entry, hit.term) if hit is not None else None
+
+    def _topic_row(self, entry: TocEntry, term: str = "") -> _Cited | None:
+        cites = self._cite_entries([entry])
+        what = f"“{term}”" if term else "这一内容"
+        text = f"据目录，讲{what}的是{self._path(entry)}{_since(entry)}{_marks(cites)}。"
+        if not self._is_loaded(entry):
             text += NOT_LOADED.format(what="部分")
         return _Cited(text, cites)
+
+    def topic_rows(self, question: str, history: Sequence[str] = ()) -> tuple[TocEntry, ...]:
+        """The 目录 rows a 「讲……的是哪一节 / 从哪页开始」 question chooses among — the sections of the chapter it
+        names, else every row — or () when it is no such question."""
+        r = route(question, self.context(history)) if self.chapters else None
+        if r is None or r.kind != "topic":
+            return ()
+        no = number_of(CHAPTER_REF, question)
+        chapter = next((c for c in self.chapters if c.no == no), None)
+        return chapter.sections if chapter else tuple(e for e in self.toc if e.title)
+
+    def topic_answer(self, question: str, entry: TocEntry) -> Answer | None:
+        """The direct answer naming `entry` (found by the caller, e.g. by meaning) for a 目录 topic question."""
+        found = self._topic_row(entry)
+        if found is None or not found.citations:
+            return None
+        return Answer(question=question, text=found.text, citations=found.citations, mode="direct")
 
     def _page(self, page: int) -> _Cited | None:
         numbered = [e for e in self.toc if e.page and e.page.isdigit()]
@@ -230,7 +262,7 @@ class BookFacts:
         return None
 
     def _cite_headings(self, entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
-        return _heading_cites(self.body, entries)
+        return heading_cites(self.body, entries)
 
     def _is_loaded(self, entry: TocEntry) -> bool:
         if entry.level == 1:
@@ -245,37 +277,13 @@ class BookFacts:
             return self._cite_headings(entries)
         cites: list[Citation] = []
         for chunk in self.toc_chunks:
-            spans = [s for s in (_entry_span(chunk, e) for e in entries) if s]
+            spans = [s for s in (entry_span(chunk, e) for e in entries) if s]
             if not spans:
                 continue
             start, end = line_span(chunk.text, min(s[0] for s in spans), max(s[1] for s in spans))
             cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
             cites += [cite] if cite else []
         return tuple(cites)
-
-
-def _heading_cites(body: Sequence[Chunk], entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
-    cites: list[Citation] = []
-    for entry in entries:
-        for chunk in body:
-            span = _entry_span(chunk, entry)
-            if span and chunk.section and squeeze(entry.title)[0] in squeeze(chunk.section[-1])[0]:
-                start, end = line_span(chunk.text, *span)
-                cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
-                cites += [cite] if cite else []
-                break
-    return tuple(cites)
-
-
-def _entry_span(chunk: Chunk, entry: TocEntry) -> tuple[int, int] | None:
-    return find_span(chunk.text, f"{entry.number}{entry.title}") or (
-        find_span(chunk.text, entry.title) if len(entry.title) >= 6 else None
-    )
-
-
-def _ref(pattern, question: str) -> int | None:
-    m = pattern.search(question)
-    return cn_int(m.group(1)) if m else None
 
 
 def _since(entry: TocEntry) -> str:

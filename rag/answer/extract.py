@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.text.fold import spaceless as squeeze
 from rag.store.lexical import terms
-from rag.text.numerals import ORDINAL_REF, cn_int
+from rag.text.numerals import CN_DIGITS, ORDINAL_REF, cn_int
 from rag.text.sentences import SENTENCE_END, split_sentences
 from rag.types import Chunk
 
@@ -28,7 +28,7 @@ _FOOTMARK = re.compile(r"^\^?[①-⑳]")
 _ENDS = SENTENCE_END + "：:”’」』）)】》\"'"  # a line ending in 「：」 introduces a list: not joined to it
 # Question words carry no topic; without them the weighted coverage measures the topic words only.
 QUESTION_WORDS = frozenset("""什么 哪些 哪个 哪几个 哪几 几个 多少 怎么 怎样 如何 为什么 是否 书中 书里 本书 这本书 指
-    方面 主要 具体 体现 包括 内容 含义 意思 作用 说 讲 谈 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
+    方面 主要 具体 体现 包括 内容 含义 意思 说 讲 谈 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
     什么样 一种 要 呢 吗""".split())
 
 
@@ -191,7 +191,9 @@ def near_duplicate(a: str, b: str) -> bool:
 # --- choosing sentences -------------------------------------------------------------------------------------
 
 LIST_QUESTION = re.compile(r"哪几|哪些|有几|几个方面|几大|几点|几条|哪三|哪四|哪五|列举|包括什么|分别")
-ORDINAL_FOLLOWUP = ORDINAL_REF
+# 「那第三个方面呢？」「其中最后一层讲的是什么？」: an item of the list the previous question was answered with.
+ORDINAL_FOLLOWUP = re.compile(rf"{ORDINAL_REF.pattern}|第([{CN_DIGITS}\d]+)层|(最后)一?(?:个方面|个|点|条|项|层|部分)")
+LAST_ITEM = -1
 _ITEM_FAMILIES = (
     re.compile(r"^第([一二三四五六七八九十]+)[，,、]"),
     re.compile(r"^（([一二三四五六七八九十]+)）"),
@@ -240,6 +242,26 @@ def enumeration(sentences: Sequence[Sentence]) -> list[Sentence]:
         if len(items) >= 2 and numbers[0] == 1 and numbers == sorted(numbers):
             return items
     return []
+
+
+def enumerations(sentences: Sequence[Sentence]) -> list[list[int]]:
+    """Every enumeration in a run of sentences (a section's, across its paragraphs and chunks): per item family,
+    each run of items counting up from the first (第一，…第四，… ; 首先，…最后，…), as positions in `sentences`."""
+    runs: list[list[int]] = []
+    for family in _ITEM_FAMILIES:
+        run: list[int] = []
+        last = 0
+        for i, s in enumerate(sentences):
+            m = family.match(s.text.strip())
+            n = _item_number(m.group(1)) if m else 0
+            if n == 1:
+                runs += [run] if len(run) >= 2 else []
+                run, last = [i], 1
+            elif run and n > last:
+                run.append(i)
+                last = n
+        runs += [run] if len(run) >= 2 else []
+    return runs
 
 
 def _item_number(label: str) -> int:

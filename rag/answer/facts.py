@@ -13,52 +13,82 @@ from rag.answer.cite import make_citation, quote_line
 from rag.text.fold import find_span
 from rag.types import BookInfo, Chunk, Citation
 
-# (question words, field names tried in BookInfo.fields, answer template). Order matters: 「第几次印刷」 must be
-# taken as 印次 before 「印刷」, 「哪一年出版」 as 出版时间 before 「出版」.
-FIELDS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
-    (("ISBN", "书号", "国际标准书号", "条形码", "条码"), ("ISBN",), "本书的ISBN（书号）是{v}"),
-    (("定价", "价格", "多少钱", "售价", "价钱", "几块钱", "多少元", "卖多少", "标价"), ("定价",), "本书定价{v}"),
-    (("字数", "多少字", "多少千字", "几千字", "多少万字", "几万字"), ("字数",), "本书字数为{v}"),
-    (("印数", "印了多少", "印量", "印多少", "多少册", "几册", "印刷数量", "发行量", "印刷量"), ("印数",), "本书印数为{v}"),
-    (("印次", "第几次印刷", "几次印刷"), ("印次",), "本书印次为{v}"),
-    (("版次", "第几版", "哪一版", "几版", "初版", "第一版", "哪个版本", "什么版本"), ("版次",), "本书版次为{v}"),
-    (("开本", "尺寸", "多大开", "幅面", "规格"), ("开本",), "本书开本为{v}"),
-    (("印张",), ("印张",), "本书印张为{v}"),
-    (("责任编辑", "责编", "编辑是", "编辑叫", "哪位编辑", "编辑"), ("责任编辑",), "本书责任编辑是{v}"),
-    (("封面设计", "封面是", "封面由", "设计封面", "封面"), ("封面设计",), "本书封面设计是{v}"),
-    (("版式设计", "版式", "排版", "版面设计", "版面"), ("版式设计",), "本书版式设计是{v}"),
-    (("责任校对", "校对"), ("责任校对",), "本书责任校对是{v}"),
-    (("主编", "主持编写", "领衔编写"), ("主编",), "本书主编是{v}"),
-    (("出版地", "哪个城市出版", "在哪里出版", "在哪出版", "哪里出版", "出版城市", "哪座城市"), ("出版地",),
-     "本书的出版地是{v}"),
-    (("印刷时间", "什么时候印刷", "何时印刷", "哪年印刷", "哪一年印刷", "印刷日期"), ("印刷时间",), "本书印刷时间是{v}"),
-    (("什么时候出版", "出版时间", "哪一年出版", "哪年出版", "何时出版", "出版日期", "出版年份", "出版年月", "几月出版",
-      "哪月出版", "出版于", "问世", "哪一年", "哪年", "什么时候"), ("出版时间", "出版日期", "出版年"), "本书出版时间是{v}"),
-    (("出版社", "哪家出版", "谁出版", "出版单位", "出版发行", "出版方", "出版机构", "哪个出版",
-      "出版的"), ("出版社", "出版发行", "出版者"),
-     "本书由{v}出版"),
-    (("副主编",), ("副主编",), "本书副主编是{v}"),
-    (("编写单位", "组织编写", "编写", "谁编", "编者", "编撰", "编著", "作者", "谁写", "编委会", "哪个机构编",
-      "哪个单位编", "谁组织"),
-     ("编写单位", "组织编写", "编者", "著者", "作者"), "本书由{v}组织编写"),
-    (("印刷厂", "印刷单位", "哪里印", "谁印", "承印", "印制单位", "印刷"), ("印刷单位", "印刷", "印刷厂", "印制"), "本书由{v}印刷"),
-    (("经销", "发行", "销售", "哪里买", "哪儿买", "在哪买", "在哪能买", "买到"), ("经销", "发行"), "本书由{v}经销"),
-    (("核字", "CIP"), ("CIP 数据核字号", "CIP数据核字号", "CIP核字号", "核字号"), "本书CIP数据核字号为{v}"),
-    (("中图分类号", "分类号", "图书分类", "中图分类"), ("中图分类号",), "本书中图分类号为{v}"),
-    (("主题词", "关键词", "主题"), ("主题词",), "本书的主题词是{v}"),
-    (("丛书", "系列", "套书", "哪一套", "哪套"), ("丛书名",), "本书属于{v}"),
-    (("销售中心", "哪里邮购", "向谁邮购", "邮购找", "销售单位"), ("销售中心",), "本书邮购找{v}"),
-    (("印装错误", "印装质量", "更换", "调换"), ("电话",), "本书印装错误可随时更换，电话：{v}"),
-    (("邮购电话", "购书电话", "订书电话", "销售中心电话", "邮购的电话", "联系电话", "电话"), ("邮购电话",), "本书邮购电话是{v}"),
-    (("邮购地址", "邮寄地址", "购书地址", "地址"), ("邮购地址",), "本书邮购地址是{v}"),
-    (("责任印制",), ("责任印制",), "本书责任印制是{v}"),
-    (("网址", "网站"), ("网址",), "本书网址是{v}"),
-    (("书名", "书的名字", "叫什么名字", "什么书", "书叫什么", "书的名称", "教材的名称", "教材叫什么"), ("书名",),
-     "本书书名为《{v}》"),
+@dataclass(frozen=True)
+class Field:
+    """How readers ask for one 版权页 field: `words` (「A…B」: A, then B later in the question), the field
+    names tried in BookInfo.fields, the answer template, and `also`: words that only say what kind of value
+    is wanted (「电话」 for the 印装 line), blanked with the match so they do not name a second field."""
+
+    words: tuple[str, ...]
+    names: tuple[str, ...]
+    template: str
+    also: tuple[str, ...] = ()
+
+
+# The longest match is taken first: 「第几次印刷」 is 印次, not 「印刷」; 「销售中心」 is not 「销售」 (经销); on a tie
+# the field listed first. The words are what a reader calls each field (its meaning), not phrases of particular
+# questions.
+FIELDS: tuple[Field, ...] = (
+    Field(("ISBN", "书号", "国际标准书号", "标准书号", "条形码", "条码"), ("ISBN",), "本书的ISBN（书号）是{v}"),
+    Field(("定价", "价格", "多少钱", "售价", "价钱", "几块钱", "多少元", "卖多少", "标价", "原价", "价位"), ("定价",),
+          "本书定价{v}"),
+    Field(("字数", "多少字", "多少千字", "几千字", "多少万字", "几万字"), ("字数",), "本书字数为{v}"),
+    Field(("印数", "印了多少", "印量", "印多少", "多少册", "几册", "多少本", "印刷数量", "发行量", "印刷量", "印刷册数"),
+          ("印数",), "本书印数为{v}"),
+    Field(("印次", "第几次印刷", "几次印刷", "印了几次", "第几印", "第几次印"), ("印次",), "本书印次为{v}"),
+    Field(("版次", "第几版", "哪一版", "几版", "初版", "第一版", "哪个版本", "什么版本", "版本"), ("版次",), "本书版次为{v}"),
+    Field(("开本", "尺寸", "多大开", "幅面", "规格", "大小"), ("开本",), "本书开本为{v}"),
+    Field(("印张",), ("印张",), "本书印张为{v}"),
+    Field(("责任编辑", "责编", "编辑是", "编辑叫", "哪位编辑", "编辑"), ("责任编辑",), "本书责任编辑是{v}"),
+    Field(("封面设计", "封面是", "封面由", "设计封面", "封面"), ("封面设计",), "本书封面设计是{v}"),
+    Field(("版式设计", "版式", "排版", "版面设计", "版面", "内文设计"), ("版式设计",), "本书版式设计是{v}"),
+    Field(("责任校对", "校对", "校稿"), ("责任校对",), "本书责任校对是{v}"),
+    Field(("主编", "主持编写", "领衔编写"), ("主编",), "本书主编是{v}"),
+    Field(("出版地", "哪个城市出版", "在哪里出版", "在哪出版", "哪里出版", "哪儿出版", "出版城市", "哪座城市", "哪个城市"),
+          ("出版地",), "本书的出版地是{v}"),
+    Field(("印刷时间", "什么时候印刷", "何时印刷", "哪年印刷", "哪一年印刷", "印刷日期", "印刷…什么时候", "印刷…何时",
+           "印刷…哪一年", "印刷…哪年", "印刷…时间", "印…什么时候"), ("印刷时间",), "本书印刷时间是{v}"),
+    Field(("什么时候出版", "出版时间", "哪一年出版", "哪年出版", "何时出版", "出版日期", "出版年份", "出版年月", "几月出版",
+           "哪月出版", "出版于", "问世", "哪一年", "哪年", "什么时候"), ("出版时间", "出版日期", "出版年"),
+          "本书出版时间是{v}"),
+    Field(("出版社", "哪家出版", "谁出版", "出版单位", "出版发行", "出版方", "出版机构", "哪个出版", "出版的", "哪家出",
+           "谁出的"), ("出版社", "出版发行", "出版者"), "本书由{v}出版"),
+    Field(("副主编",), ("副主编",), "本书副主编是{v}"),
+    Field(("编写单位", "组织编写", "编写", "谁编", "编者", "编撰", "编著", "作者", "谁写", "编委会", "哪个机构编",
+           "哪个单位编", "哪个部门编", "谁组织"), ("编写单位", "组织编写", "编者", "著者", "作者"), "本书由{v}组织编写"),
+    Field(("印刷厂", "印刷单位", "哪里印", "谁印", "承印", "印制单位", "印制", "哪家厂", "哪个厂", "印厂", "印刷"),
+          ("印刷单位", "印刷", "印刷厂", "印制"), "本书由{v}印刷"),
+    Field(("经销", "发行", "销售", "哪里买", "哪儿买", "在哪买", "能买", "去哪买", "买到", "书店", "发售"), ("经销", "发行"),
+          "本书由{v}经销"),
+    Field(("核字", "CIP"), ("CIP 数据核字号", "CIP数据核字号", "CIP核字号", "核字号"), "本书CIP数据核字号为{v}"),
+    Field(("中图分类号", "分类号", "图书分类", "中图分类"), ("中图分类号",), "本书中图分类号为{v}"),
+    Field(("主题词", "关键词", "主题"), ("主题词",), "本书的主题词是{v}"),
+    Field(("丛书", "系列", "套书", "哪一套", "哪套"), ("丛书名",), "本书属于{v}"),
+    Field(("销售中心", "哪里邮购", "向谁邮购", "邮购找", "销售单位"), ("销售中心",), "本书邮购找{v}"),
+    Field(("印装错误", "印装质量", "印装", "装订", "缺页", "破损", "印错", "更换", "调换", "退换", "换书", "能换"), ("电话",),
+          "本书印装错误可随时更换，电话：{v}", also=("电话", "号码")),
+    Field(("邮购电话", "购书电话", "订书电话", "销售中心电话", "邮购的电话", "联系电话", "电话"), ("邮购电话",),
+          "本书邮购电话是{v}"),
+    Field(("邮购地址", "邮寄地址", "购书地址", "地址", "寄到"), ("邮购地址",), "本书邮购地址是{v}"),
+    Field(("责任印制",), ("责任印制",), "本书责任印制是{v}"),
+    Field(("网址", "网站"), ("网址",), "本书网址是{v}"),
+    Field(("书名", "书的名字", "叫什么名字", "什么书", "书叫什么", "书的名称", "教材的名称", "教材叫什么"), ("书名",),
+          "本书书名为《{v}》"),
 )
 _BOOK_WORDS = re.compile(r"图书在版编目（?CIP）?数据|在版编目数据|CIP数据|版权页|这本教材|本教材|该教材|这本书|本书|该书|此书|这部书|教材|图书|书")
 # Characters that carry no topic: question words, particles, punctuation. What remains is the real topic.
 _FILLER = set("的了是什么谁哪家个位在年月日时候何多少呢吗啊呀？?。，,！!：:请问一下说讲这本该此其即为由和与及都有被怎么样")
+
+
+def _parts_in(word: str, text: str) -> list[str] | None:
+    """The parts of `word` (「A…B」) found in `text` in that order, or None."""
+    parts, at = word.split("…"), 0
+    for part in parts:
+        at = text.find(part, at)
+        if at < 0:
+            return None
+        at += len(part)
+    return parts
 
 
 def _residual(text: str, *remove: str) -> str:
@@ -106,18 +136,24 @@ class FrontMatter:
         if self.info is None:
             return None
         q = rest = question.upper()
-        asked = []
-        for words, names, template in FIELDS:
-            w = next((w for w in words if w.upper() in rest), None)
-            if w:  # blank the matched words out, so 「什么时候出版的」 is not also read as 「出版的」 (出版社)
-                asked.append((words, names, template, q.find(w.upper())))
-                rest = rest.replace(w.upper(), " ")
-        asked.sort(key=lambda a: a[3])
-        if not asked or len(_residual(q, *(w for a in asked for w in a[0]))) > 4:
+        asked: list[tuple[Field, int]] = []
+        while True:  # the longest match first, blanked out, so 「什么时候出版的」 is not also read as 「出版的」
+            found = [(sum(map(len, p)), i, f, p) for i, f in enumerate(FIELDS) if f not in (a[0] for a in asked)
+                     and (p := next((p for w in f.words if (p := _parts_in(w.upper(), rest))), None))]
+            if not found:
+                break
+            _n, _i, field, parts = max(found, key=lambda x: (x[0], -x[1]))
+            asked.append((field, q.find(parts[0])))
+            for part in (*parts, *field.also):
+                rest = rest.replace(part.upper(), " ")
+        asked.sort(key=lambda a: a[1])
+        said = (p for f, _ in asked for w in (*f.words, *f.also) for p in w.split("…"))
+        if not asked or len(_residual(q, *said)) > 4:
             return None
         sentences: list[str] = []
         cites: list[Citation] = []
-        for _words, names, template, _w in asked:
+        for field, _at in asked:
+            names, template = field.names, field.template
             value = next((self.info.fields[n] for n in names if self.info.fields.get(n)), None)
             found = self._cite_value(value) if value else ()
             if not found:
