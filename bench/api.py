@@ -1,12 +1,16 @@
 """HTTP API benchmark: p50/p95 of /v1/search and /v1/ask at 1, 8 and 32 concurrent clients, against the same
 calls on the in-process Pipeline in the same run (the ratio API / in-process at 1 client is the API's cost).
 
-    .venv/bin/python -m bench.api [--index DIR] [--requests 160] [--clients 1 8 32] [--no-write] [--json]
+    .venv/bin/python -m bench.api [--index DIR] [--requests 160] [--rounds 20] [--clients 1 8 32] [--no-write]
+                                  [--json]
 
 The server is `python -m rag api` in its own process on a free 127.0.0.1 port (as deployed: its own GIL),
 the clients are threads here with one keep-alive httpx2 connection each; the questions are the project's
-question set (tests/data/questions.jsonl), the same ones in the same order for both sides. Every loop is
-bounded by its request count; the server is stopped at the end. Writes the section "HTTP API (issue 15)" of
+question set (tests/data/questions.jsonl), the same ones in the same order for both sides. The requests of a
+row are sent in rounds that alternate between the API and the in-process pipeline (API first, then
+in-process first, …), so that both sides see the same load on a shared machine (fewer rounds at high
+concurrency: each round gives every client at least 4 requests). Every loop is bounded by its
+request count; the server is stopped at the end. Writes the section "HTTP API (issue 15)" of
 bench/RESULTS.md.
 """
 
@@ -31,16 +35,14 @@ from rag.commands.serve import free_port, stop
 ENDPOINTS = ("search", "ask")
 
 
-def run_clients(clients: int, jobs: list[tuple[str, list[str]]],
-                call: Callable[[object, str, list[str]], None],
-                session: Callable[[], object]) -> tuple[list[float], float]:
-    """Latencies (ms) of every job, shared out to `clients` threads, and the wall time of the whole run."""
+def run_clients(jobs: list[tuple[str, list[str]]], call: Callable[[object, str, list[str]], None],
+                sessions: list[object]) -> tuple[list[float], float]:
+    """Latencies (ms) of every job, shared out to one thread per session, and the wall time of the run."""
     latencies: list[float] = []
     lock = threading.Lock()
     todo = iter(jobs)
 
-    def worker() -> None:
-        s = session()
+    def worker(s: object) -> None:
         while True:
             with lock:
                 job = next(todo, None)
@@ -51,10 +53,9 @@ def run_clients(clients: int, jobs: list[tuple[str, list[str]]],
             ms = (time.perf_counter() - t) * 1000
             with lock:
                 latencies.append(ms)
-        getattr(s, "close", lambda: None)()
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    threads = [threading.Thread(target=worker, args=(s,)) for s in sessions]
     for th in threads:
         th.start()
     for th in threads:
@@ -80,7 +81,43 @@ def start_server(index: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("python -m rag api did not answer /healthz within 120 s")
 
 
-def measure(index: Path, n_requests: int, levels: list[int]) -> dict:
+Side = tuple[Callable, list[object]]  # (call, one session per client) as run_clients takes them
+
+
+def alternate(rounds: int, jobs: list[tuple[str, list[str]]],
+              sides: dict[str, Side]) -> dict[str, tuple[list[float], float]]:
+    """Every side's latencies and wall time over `rounds` rounds of the jobs, the order of the sides turning
+    each round (so a change of load on the machine falls on both alike)."""
+    out: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name in sides}
+    step = -(-len(jobs) // rounds)
+    for r in range(rounds):
+        names = list(sides) if r % 2 == 0 else list(reversed(sides))
+        for name in names:
+            latencies, wall = run_clients(jobs[r * step:(r + 1) * step], *sides[name])
+            out[name] = (out[name][0] + latencies, out[name][1] + wall)
+    return out
+
+
+def rounds_for(rounds: int, clients: int, n_jobs: int) -> int:
+    """At most `rounds`, but each round gives every client at least 4 requests (else it measures ramp-up)."""
+    return max(1, min(rounds, n_jobs // (4 * clients)))
+
+
+def level(port: int, calls: tuple[Callable, Callable], clients: int, jobs: list[tuple[str, list[str]]],
+          rounds: int) -> tuple[tuple[list[float], float], tuple[list[float], float]]:
+    """(latencies, wall) of the API and of the in-process calls, in alternating rounds; each client keeps
+    its one connection across the rounds."""
+    sessions = [httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) for _ in range(clients)]
+    sides = {"api": (calls[0], sessions), "local": (calls[1], [None] * clients)}
+    try:
+        got = alternate(rounds_for(rounds, clients, len(jobs)), jobs, sides)
+    finally:
+        for session in sessions:
+            session.close()
+    return got["api"], got["local"]
+
+
+def measure(index: Path, n_requests: int, levels: list[int], rounds: int) -> dict:
     from rag.config import Settings
     from rag.pipeline import Pipeline
 
@@ -101,18 +138,14 @@ def measure(index: Path, n_requests: int, levels: list[int]) -> dict:
             fn = pipeline.search if endpoint == "search" else pipeline.ask
             return lambda _, q, h: fn(q, h)
 
-        def api_session() -> httpx2.Client:
-            return httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-
         for endpoint in ENDPOINTS:
-            run_clients(2, jobs[:20], api_call(endpoint), api_session)  # warm both sides
-            run_clients(2, jobs[:20], local_call(endpoint), lambda: None)
+            calls = api_call(endpoint), local_call(endpoint)
+            level(port, calls, 2, jobs[:20], 1)  # warm both sides
             for clients in levels:
-                api, api_wall = run_clients(clients, jobs, api_call(endpoint), api_session)
-                local, local_wall = run_clients(clients, jobs, local_call(endpoint), lambda: None)
+                (api, api_wall), (local, local_wall) = level(port, calls, clients, jobs, rounds)
                 rows.append({"endpoint": endpoint, "clients": clients, "requests": len(jobs),
                              "api_ms": pct(api), "local_ms": pct(local),
-                             "api_rps": len(jobs) / api_wall, "local_rps": len(jobs) / local_wall})
+                             "api_rps": len(api) / api_wall, "local_rps": len(local) / local_wall})
                 print(f"{endpoint} ×{clients}: API p50 {rows[-1]['api_ms'][0]:.1f} ms, in-process "
                       f"{rows[-1]['local_ms'][0]:.1f} ms", file=sys.stderr, flush=True)
     finally:
@@ -136,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=Path, default=ROOT / "embeddings" / "index")
     parser.add_argument("--requests", type=int, default=160,
                         help="requests per endpoint and concurrency level")
+    parser.add_argument("--rounds", type=int, default=20,
+                        help="alternating API / in-process rounds the requests of a row are split into")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
@@ -144,13 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"没有找到索引 {args.index}：请先运行 make index", file=sys.stderr)
         return 1
     start = time.monotonic()
-    result = measure(args.index, args.requests, args.clients)
+    result = measure(args.index, args.requests, args.clients, args.rounds)
     body = "\n".join([
-        f"Run {stamp()} with `.venv/bin/python -m bench.api --requests {args.requests}`: `python -m rag api` "
-        f"in its own process on 127.0.0.1, N client threads here (one keep-alive connection each) sending "
-        f"{args.requests} requests per row from the question set ({result['questions']} questions, with "
-        "their "
-        "history); the in-process columns are the same calls on a Pipeline in this process, in the same run. "
+        f"Run {stamp()} with `.venv/bin/python -m bench.api --requests {args.requests} --rounds "
+        f"{args.rounds}`: `python -m rag api` in its own process on 127.0.0.1, N client threads here (one "
+        f"keep-alive httpx2 connection each) sending {args.requests} requests per row from the question set "
+        f"({result['questions']} questions, with their history); the in-process columns are the same calls "
+        f"on a Pipeline in this process, in the same run, in up to {args.rounds} rounds that alternate with "
+        "the API's (so both sides see the same load; each round gives every client at least 4 requests). "
         "On 2 cores the clients, the server and the in-process pipeline share the CPUs, so from 8 clients on "
         "latency is queueing: throughput (req/s) is the figure to compare.  ",
         f"Machine: {machine()}.  ",

@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 from typing import Any, Callable, Mapping
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
@@ -222,50 +222,80 @@ def checked(pipeline: Pipeline, question: str, history: list[str], book: str | N
 
 
 def install_routes(app: FastAPI, get: Callable[[], Pipeline]) -> None:
-    def pipeline() -> Pipeline:
-        return get()
+    """Every endpoint is `async` and makes exactly one hop to a worker thread (anyio's, bounded in
+    `lifespan`), where it gets the Pipeline (which may load a rebuilt index), runs it and serialises the
+    reply. A sync endpoint made three hops (its dependency, its body, and FastAPI's check of a `dict` return
+    value each ran in the thread pool). Running the pipeline on the event loop itself would save one hop
+    but stall every other connection meanwhile, and an LLM answer for seconds."""
+
+    async def reply(work: Callable[[Pipeline], Any]) -> Response:
+        def run() -> Response:
+            result = work(get())
+            return result if isinstance(result, Response) else JSONResponse(result)
+
+        return await anyio.to_thread.run_sync(run)
 
     @app.get("/healthz", summary="索引状态与模型")
-    def healthz(p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
-        s = p.status()
-        return {"status": "stale" if s.stale else "ok", "model": DEFAULT_MODEL, "embedding_model": s.model,
-                "chunks": s.chunks, "built_at": s.built_at, "corpus_checksum": s.corpus_checksum,
-                "stale": s.stale, "stale_reason": s.stale_reason, "books": [b.id for b in p.books],
-                "llm": p.settings.llm.enabled}
+    async def healthz() -> Response:
+        return await reply(health_json)
 
     @app.get("/v1/models", summary="可用的“模型”：每本教材一个，另有一个表示全部教材")
-    def models(p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
-        rows = [{"id": DEFAULT_MODEL, "title": "全部教材"}] + [{"id": b.id, "title": b.title} for b in p.books]
-        return {"object": "list",
-                "data": [{"object": "model", "created": 0, "owned_by": "jiaocai-wenda", **r} for r in rows]}
+    async def models() -> Response:
+        return await reply(models_json)
 
     @app.get("/v1/books", summary="已载入的教材")
-    def books(p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
-        return {"books": [book_json(b) for b in p.books]}
+    async def books() -> Response:
+        return await reply(lambda p: {"books": [book_json(b) for b in p.books]})
 
     @app.get("/v1/books/{book_id}/toc", summary="一本教材的目录")
-    def toc(book_id: str, p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
-        return toc_json(find_book(p.books, book_id))
+    async def toc(book_id: str) -> Response:
+        return await reply(lambda p: toc_json(find_book(p.books, book_id)))
 
     @app.post("/v1/search", summary="检索相关段落（与 python -m rag search --json 相同）")
-    def search(body: QuestionRequest, p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
-        checked(p, body.question, body.history, body.book)
-        found = p.search(body.question, body.history, QueryParams(k=body.k, book=body.book))
-        return search_json(body.question, found.hits)
+    async def search(body: QuestionRequest) -> Response:
+        return await reply(lambda p: search_reply(p, body))
 
     @app.post("/v1/ask", summary="回答问题并给出出处（与 python -m rag ask --json 相同）")
-    def ask(body: QuestionRequest, p: Pipeline = Depends(pipeline)) -> dict[str, Any]:
-        checked(p, body.question, body.history, body.book)
-        return answer_json(p.ask(body.question, body.history, QueryParams(passages=body.k, book=body.book)))
+    async def ask(body: QuestionRequest) -> Response:
+        return await reply(lambda p: ask_reply(p, body))
 
     @app.post("/v1/chat/completions", summary="OpenAI 兼容的对话接口（model 为教材 id，或表示全部教材的 id）")
-    def chat(body: ChatRequest, p: Pipeline = Depends(pipeline)) -> Any:
-        question, history = split_messages(body.messages)
-        book = book_of(body.model)
-        checked(p, question, history[-MAX_HISTORY:], book)
-        query = p.prepare(question, history[-MAX_HISTORY:])  # a bad question: a 400 before any stream
-        params = QueryParams(book=book)
-        if body.stream:
-            return StreamingResponse(stream_events(p.answer_stream(query, params), body.model),
-                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return completion_json(p.answer(query, params), body.model)
+    async def chat(body: ChatRequest) -> Response:
+        return await reply(lambda p: chat_reply(p, body))
+
+
+def health_json(p: Pipeline) -> dict[str, Any]:
+    s = p.status()
+    return {"status": "stale" if s.stale else "ok", "model": DEFAULT_MODEL, "embedding_model": s.model,
+            "chunks": s.chunks, "built_at": s.built_at, "corpus_checksum": s.corpus_checksum,
+            "stale": s.stale, "stale_reason": s.stale_reason, "books": [b.id for b in p.books],
+            "llm": p.settings.llm.enabled}
+
+
+def models_json(p: Pipeline) -> dict[str, Any]:
+    rows = [{"id": DEFAULT_MODEL, "title": "全部教材"}] + [{"id": b.id, "title": b.title} for b in p.books]
+    return {"object": "list",
+            "data": [{"object": "model", "created": 0, "owned_by": "jiaocai-wenda", **r} for r in rows]}
+
+
+def search_reply(p: Pipeline, body: QuestionRequest) -> dict[str, Any]:
+    checked(p, body.question, body.history, body.book)
+    found = p.search(body.question, body.history, QueryParams(k=body.k, book=body.book))
+    return search_json(body.question, found.hits)
+
+
+def ask_reply(p: Pipeline, body: QuestionRequest) -> dict[str, Any]:
+    checked(p, body.question, body.history, body.book)
+    return answer_json(p.ask(body.question, body.history, QueryParams(passages=body.k, book=body.book)))
+
+
+def chat_reply(p: Pipeline, body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    question, history = split_messages(body.messages)
+    book = book_of(body.model)
+    checked(p, question, history[-MAX_HISTORY:], book)
+    query = p.prepare(question, history[-MAX_HISTORY:])  # a bad question: a 400 before any stream
+    params = QueryParams(book=book)
+    if body.stream:
+        return StreamingResponse(stream_events(p.answer_stream(query, params), body.model),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return completion_json(p.answer(query, params), body.model)
