@@ -5,7 +5,8 @@ calls on the in-process Pipeline in the same run (the ratio API / in-process at 
                                   [--json]
 
 The server is `python -m rag api` in its own process on a free 127.0.0.1 port (as deployed: its own GIL),
-the clients are threads here with one keep-alive httpx2 connection each; the questions are the project's
+the clients are threads here with one keep-alive httpx2 connection each (at 1 client also a stdlib
+http.client one, which costs next to nothing itself: the API's own share); the questions are the project's
 question set (tests/data/questions.jsonl), the same ones in the same order for both sides. The requests of a
 row are sent in rounds that alternate between the API and the in-process pipeline (API first, then
 in-process first, …), so that both sides see the same load on a shared machine (fewer rounds at high
@@ -17,6 +18,7 @@ bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import subprocess
@@ -81,6 +83,35 @@ def start_server(index: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("python -m rag api did not answer /healthz within 120 s")
 
 
+class StdlibClient:
+    """One keep-alive `http.client` connection: the HTTP round trip with next to no client-library cost of its
+    own (httpx2 spends about 1 ms of CPU per request here), to tell the API's cost from the client's."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def post(self, path: str, body: dict) -> bytes:
+        self.conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{path}: HTTP {response.status}")
+        return data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def post(client: object, path: str, body: dict) -> None:
+    if isinstance(client, StdlibClient):
+        client.post(path, body)
+    else:
+        client.post(path, json=body).raise_for_status()
+
+
+CLIENTS = {"httpx2": lambda port: httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=120),
+           "http.client": StdlibClient}
+
 Side = tuple[Callable, list[object]]  # (call, one session per client) as run_clients takes them
 
 
@@ -104,10 +135,10 @@ def rounds_for(rounds: int, clients: int, n_jobs: int) -> int:
 
 
 def level(port: int, calls: tuple[Callable, Callable], clients: int, jobs: list[tuple[str, list[str]]],
-          rounds: int) -> tuple[tuple[list[float], float], tuple[list[float], float]]:
+          rounds: int, client: str = "httpx2") -> tuple[tuple[list[float], float], tuple[list[float], float]]:
     """(latencies, wall) of the API and of the in-process calls, in alternating rounds; each client keeps
     its one connection across the rounds."""
-    sessions = [httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) for _ in range(clients)]
+    sessions = [CLIENTS[client](port) for _ in range(clients)]
     sides = {"api": (calls[0], sessions), "local": (calls[1], [None] * clients)}
     try:
         got = alternate(rounds_for(rounds, clients, len(jobs)), jobs, sides)
@@ -131,8 +162,7 @@ def measure(index: Path, n_requests: int, levels: list[int], rounds: int) -> dic
     rows = []
     try:
         def api_call(endpoint: str) -> Callable:
-            return lambda http, q, h: http.post(f"/v1/{endpoint}",
-                                                json={"question": q, "history": h}).raise_for_status()
+            return lambda client, q, h: post(client, f"/v1/{endpoint}", {"question": q, "history": h})
 
         def local_call(endpoint: str) -> Callable:
             fn = pipeline.search if endpoint == "search" else pipeline.ask
@@ -141,12 +171,13 @@ def measure(index: Path, n_requests: int, levels: list[int], rounds: int) -> dic
         for endpoint in ENDPOINTS:
             calls = api_call(endpoint), local_call(endpoint)
             level(port, calls, 2, jobs[:20], 1)  # warm both sides
-            for clients in levels:
-                (api, api_wall), (local, local_wall) = level(port, calls, clients, jobs, rounds)
-                rows.append({"endpoint": endpoint, "clients": clients, "requests": len(jobs),
+            runs = [(n, "httpx2") for n in levels] + [(1, "http.client")] * (1 in levels)
+            for clients, client in runs:
+                (api, api_wall), (local, local_wall) = level(port, calls, clients, jobs, rounds, client)
+                rows.append({"endpoint": endpoint, "clients": clients, "client": client, "requests": len(jobs),
                              "api_ms": pct(api), "local_ms": pct(local),
                              "api_rps": len(api) / api_wall, "local_rps": len(local) / local_wall})
-                print(f"{endpoint} ×{clients}: API p50 {rows[-1]['api_ms'][0]:.1f} ms, in-process "
+                print(f"{endpoint} ×{clients} ({client}): API p50 {rows[-1]['api_ms'][0]:.1f} ms, in-process "
                       f"{rows[-1]['local_ms'][0]:.1f} ms", file=sys.stderr, flush=True)
     finally:
         stop(server)
@@ -154,11 +185,11 @@ def measure(index: Path, n_requests: int, levels: list[int], rounds: int) -> dic
 
 
 def table(result: dict) -> str:
-    lines = ["| endpoint | clients | API p50 / p95 (ms) | in-process p50 / p95 (ms) | API / in-process p50 "
-             "| API req/s | in-process req/s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| endpoint | clients | client | API p50 / p95 (ms) | in-process p50 / p95 (ms) | API / in-process p50 "
+             "| API req/s | in-process req/s |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         (a50, a95), (l50, l95) = r["api_ms"], r["local_ms"]
-        lines.append(f"| /v1/{r['endpoint']} | {r['clients']} | {a50:.1f} / {a95:.1f} "
+        lines.append(f"| /v1/{r['endpoint']} | {r['clients']} | {r['client']} | {a50:.1f} / {a95:.1f} "
                      f"| {l50:.1f} / {l95:.1f} "
                      f"| {a50 / l50:.2f} | {r['api_rps']:.0f} | {r['local_rps']:.0f} |")
     return "\n".join(lines)
@@ -188,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         f"on a Pipeline in this process, in the same run, in up to {args.rounds} rounds that alternate with "
         "the API's (so both sides see the same load; each round gives every client at least 4 requests). "
         "On 2 cores the clients, the server and the in-process pipeline share the CPUs, so from 8 clients on "
-        "latency is queueing: throughput (req/s) is the figure to compare.  ",
+        "latency is queueing: throughput (req/s) is the figure to compare. The 1-client row is run twice: "
+        "with httpx2 (the client library the official openai client is built on), and with one keep-alive "
+        "stdlib `http.client` connection, whose own CPU cost is next to nothing, so the difference between "
+        "the two rows is the client library's and the second row's ratio is what the API itself adds.  ",
         f"Machine: {machine()}.  ",
         f"Load average at the end: {result['load']}; total {time.monotonic() - start:.0f} s.", "",
         table(result)])
