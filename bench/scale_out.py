@@ -155,7 +155,7 @@ def serving_row(n: int, queries: int, uri: str, server_pid: int) -> dict:
     from rag.config import RetrieveSettings
     from rag.retrieve.retriever import fuse
     from rag.store import milvus as mv
-    from rag.scale.ray_build import lexical_from_terms
+    from rag.store.lexical import Lexical
     from rag.store.vectors import make_vector_store
 
     rng = np.random.default_rng(16)
@@ -169,7 +169,7 @@ def serving_row(n: int, queries: int, uri: str, server_pid: int) -> dict:
     t = time.perf_counter()
     store = make_vector_store(vectors.shape[1], n, force="hnsw")
     store.add(vectors)
-    lexical = lexical_from_terms(docs, tokenizer)
+    lexical = Lexical.from_terms(docs, tokenizer)
     local_build = time.perf_counter() - t
 
     milvus = mv.client(uri)

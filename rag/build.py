@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,10 +37,30 @@ from rag.store import index as ix
 from rag.store import manifest as mf
 from rag.store.lexical import Lexical, build_lexicon, read_word_list
 from rag.store.vectors import Kind, make_vector_store
+from rag.text.numerals import ARTICLE_RE
 from rag.text.tokenizer import Tokenizer
 from rag.types import Book, Chunk, Document
 
 HAND_LEXICON = LEXICON_FILE  # a hand-kept word list in a corpus folder, merged into the book lexicon
+
+
+@dataclass(frozen=True)
+class BookReport:
+    """What the index holds of one book (`rag build` prints a line each)."""
+
+    id: str
+    title: str
+    files: int
+    chunks: int
+    pages: int  # printed page numbers (arabic or roman) its passages carry
+    articles: int  # 「第…条」 articles, the citation anchor of a 章/节/条 text without pages
+    toc: int  # 目录 entries
+    sentences: int  # sentence vectors
+    encoded: int = 0  # of those, encoded by this build; the others came from the embedding cache
+
+    @property
+    def reused(self) -> int:
+        return self.sentences - self.encoded
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,7 @@ class BuildReport:
     skipped: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     up_to_date: bool = False  # the index on disk already was this build's result: nothing was written
+    books: tuple[BookReport, ...] = ()  # per book, in corpus order
 
 
 def stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
@@ -86,14 +108,22 @@ def build(settings: Settings, *, embedder=None, progress: bool = False, force: b
         embedder = load_embedder(settings.model)
     lap("model")
     cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
-    index, computed = make_index(docs, chunks, embedder, settings.corpus, cache, progress, titles=corpus.titles)
+    fresh: set[str] = set()
+    index, computed = make_index(docs, chunks, embedder, settings.corpus, cache, progress,
+                                 titles=corpus.titles, fresh=fresh)
     lap("embed+lexical")
     skipped = tuple(f"{name}：{reason}" for name, reason in corpus.skipped)
     manifest = base_manifest(settings, embedder, index, docs, skipped)
     write_index(settings.index_dir, index, manifest)
     lap("write")
     return BuildReport(settings.index_dir, len(docs), len(chunks), len(index.units), computed,
-                       len(index.units) - computed, len(index.lexicon), skipped, timings)
+                       len(index.units) - computed, len(index.lexicon), skipped, timings,
+                       books=book_reports(manifest, encoded_by_book(chunks, index.units.tolist(), fresh)))
+
+
+def encoded_by_book(chunks: Sequence[Chunk], units: Sequence[Sequence[int]], fresh: set[str]) -> Counter:
+    """How many sentence units of each book were encoded by this build (their texts are in `fresh`)."""
+    return Counter(chunks[r].book for r, a, b in units if chunks[r].text[a:b] in fresh)
 
 
 def _unchanged_report(folder: Path, manifest: mf.Manifest, timings: dict[str, float]) -> BuildReport:
@@ -101,21 +131,32 @@ def _unchanged_report(folder: Path, manifest: mf.Manifest, timings: dict[str, fl
     sentences = int(counts.get("sentences", 0))
     return BuildReport(folder, int(counts.get("documents", 0)), int(counts.get("chunks", 0)), sentences, 0,
                        sentences, int(manifest.get("lexicon", {}).get("words", 0)),
-                       tuple(manifest.get("corpus", {}).get("skipped", ())), timings, up_to_date=True)
+                       tuple(manifest.get("corpus", {}).get("skipped", ())), timings, up_to_date=True,
+                       books=book_reports(manifest, {}))
+
+
+def book_reports(manifest: mf.Manifest, encoded: dict[str, int]) -> tuple[BookReport, ...]:
+    """The manifest's per-book counts, with how many sentences of each book were encoded now."""
+    return tuple(BookReport(b["id"], b["title"], len(b.get("files", ())), int(b.get("chunks", 0)),
+                            int(b.get("pages", 0)), int(b.get("articles", 0)), int(b.get("toc", 0)),
+                            int(b.get("sentences", 0)), int(encoded.get(b["id"], 0)))
+                 for b in manifest.get("books", ()))
 
 
 # --- building ---------------------------------------------------------------------------------------------
 
 def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corpus_roots: Sequence[Path] = (),
                cache: Path | None = None, progress: bool = False,
-               vector_kind: Kind | None = None, titles: dict[str, str] | None = None) -> tuple[ix.Index, int]:
-    """The index in memory (also used by the benchmarks), and how many sentences had to be embedded.
-    `vector_kind` forces a vector store type (tests); by default it follows the vector count
-    (rag/store/vectors.py)."""
+               vector_kind: Kind | None = None, titles: dict[str, str] | None = None,
+               fresh: set[str] | None = None) -> tuple[ix.Index, int]:
+    """The index in memory (also used by the benchmarks), and how many sentences had to be embedded (their
+    texts are added to `fresh` when it is given). `vector_kind` forces a vector store type (tests); by
+    default it follows the vector count (rag/store/vectors.py)."""
     def lexical_side() -> tuple[list[str], Tokenizer, Lexical]:
         words = book_lexicon(docs, corpus_roots)
         tokenizer = Tokenizer(words)
-        return words, tokenizer, Lexical.build([ix.passage_text(c) for c in chunks], tokenizer)
+        parts = list(ix.runs_of([c.book for c in chunks]).values())  # BM25 statistics per book as well
+        return words, tokenizer, Lexical.build([ix.passage_text(c) for c in chunks], tokenizer, parts)
 
     # The lexical side (jieba's dictionary, BM25) is pure Python while the encoder spends its time in ONNX
     # Runtime / torch with the GIL released: run both at once (measured: the build costs the encoding plus
@@ -124,7 +165,7 @@ def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corp
         lexical_job = pool.submit(lexical_side)
         units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
         texts = [chunks[row].text[a:b] for row, a, b in units]
-        vectors, computed = embed_texts(texts, embedder, cache, progress)
+        vectors, computed = embed_texts(texts, embedder, cache, progress, fresh)
         words, tokenizer, lexical = lexical_job.result()  # re-raises the lexical side's error, if any
     # Inner product over L2-normalised rows = cosine similarity. A book is a few thousand sentences: exact
     # (flat) search answers in well under a millisecond with no recall loss; HNSW only from ann.HNSW_FROM up.
@@ -159,18 +200,20 @@ def book_lexicon(documents: Sequence[Document], corpus_roots: Sequence[Path]) ->
     return build_lexicon((d.text for d in documents), headings, hand)
 
 
-def embed_texts(texts: Sequence[str], embedder, cache: Path | None,
-                progress: bool = False) -> tuple[np.ndarray, int]:
+def embed_texts(texts: Sequence[str], embedder, cache: Path | None, progress: bool = False,
+                fresh: set[str] | None = None) -> tuple[np.ndarray, int]:
     """Passage vectors, reusing cached rows keyed by model fingerprint (the folder) + text hash; each distinct
-    text is encoded once. Returns the vectors and how many texts were encoded now."""
+    text is encoded once. Returns the vectors and how many texts were encoded now (added to `fresh`)."""
     keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
     found = {k: row for k in set(keys) if (row := _cache_get(cache, k, embedder.dim)) is not None}
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
     if todo:
-        fresh = embedder.encode_passages([t for _, t in todo], progress=progress)
-        for (key, _), row in zip(todo, fresh):
+        encoded = embedder.encode_passages([t for _, t in todo], progress=progress)
+        for (key, _), row in zip(todo, encoded):
             found[key] = row
             _cache_put(cache, key, row)
+        if fresh is not None:
+            fresh.update(t for _, t in todo)
     vectors = np.stack([found[k] for k in keys]) if keys else np.zeros((0, embedder.dim))
     return np.ascontiguousarray(vectors, dtype=np.float32), len(todo)
 
@@ -213,7 +256,8 @@ def base_manifest(settings: Settings, embedder, index: ix.Index, docs: Sequence[
         "vector_index": index.vectors.describe(),
         "corpus": {"files": files, "checksum": mf.corpus_checksum(files),
                    "documents": {d.source: d.checksum for d in docs}, "skipped": list(skipped)},
-        "books": [{"id": b.id, "title": b.title, "files": list(b.files)} for b in index.books],
+        "books": [{"id": b.id, "title": b.title, "files": list(b.files), **book_counts(index, b, docs)}
+                  for b in index.books],
         "lexicon": {"file": ix.LEXICON, "words": len(index.lexicon)},
         "counts": {"documents": len(docs), "chunks": len(index.chunks), "sentences": len(index.units),
                    "kinds": dict(sorted(kinds.items())), "toc_entries": sum(len(b.toc) for b in index.books)},
@@ -221,6 +265,19 @@ def base_manifest(settings: Settings, embedder, index: ix.Index, docs: Sequence[
         "libraries": mf.library_versions(),
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def book_counts(index: ix.Index, book: Book, docs: Sequence[Document]) -> dict[str, int]:
+    """A book's chunks, printed pages (as `rag books` counts them), 「第…条」 articles, 目录 entries and
+    sentence vectors."""
+    runs = index.book_rows.get(book.id, ())
+    chunks = [index.chunks[r] for a, b in runs for r in range(a, b)]
+    pages = {c.page for c in chunks if c.page and (c.page.isdigit() or not c.page.lower().strip("ivxlcdm"))}
+    articles = {m.group(1) for d in docs if d.book == book.id for m in ARTICLE_RE.finditer(d.text)}
+    units = index.units[:, 0]
+    sentences = sum(int(np.searchsorted(units, b) - np.searchsorted(units, a)) for a, b in runs)
+    return {"chunks": len(chunks), "pages": len(pages), "articles": len(articles), "toc": len(book.toc),
+            "sentences": sentences}
 
 
 # --- writing and swapping ---------------------------------------------------------------------------------

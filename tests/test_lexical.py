@@ -63,3 +63,27 @@ def test_the_saved_bm25_index_is_byte_for_byte_reproducible(pipeline, tmp_path: 
     loaded = Lexical.load(tmp_path / "a", pipeline.index.tokenizer)
     fresh = Lexical.build(texts, pipeline.index.tokenizer)
     assert np.array_equal(loaded.scores("群众路线"), fresh.scores("群众路线"))
+
+
+def test_each_part_is_scored_with_its_own_statistics(pipeline, tmp_path: Path) -> None:
+    """Two "books" in one store (the book's passages, and a few others between them): each one's rows, BM25
+    scores and coverage are exactly those of a store of that book alone; saved and loaded alike."""
+    tokenizer = pipeline.index.tokenizer
+    book = [c.text for c in pipeline.index.chunks]
+    other = ["社区议事会每季度召开一次会议。", "群众工作要讲究方法，方法对头才能事半功倍。", "调解矛盾要站稳立场。"]
+    texts = book[:10] + other + book[10:]
+    parts = [((0, 10), (13, len(texts))), ((10, 13),)]
+    both = Lexical.build(texts, tokenizer, parts)
+    both.save(tmp_path / "both")
+    loaded = Lexical.load(tmp_path / "both", tokenizer)
+    alone = Lexical.build(book, tokenizer), Lexical.build(other, tokenizer)
+    where = [list(range(10)) + list(range(13, len(texts))), [10, 11, 12]]  # row in `texts` of each one's rows
+    for question in ("群众工作的方法是什么？", "议事会多久开一次会", "安源路矿工人俱乐部", "红烧肉"):
+        for store in (both, loaded):
+            found = store.search_parts(question, 5, parts)
+            for (rows, scores, coverage), own, at in zip(found, alone, where):
+                want_rows, want_scores, want_coverage = own.search(question, 5)
+                assert rows.tolist() == [at[r] for r in want_rows.tolist()], question
+                assert scores.tolist() == want_scores.tolist() and coverage == want_coverage, question
+    whole = both.search_parts("群众工作的方法是什么？", 5, [((0, len(texts)),)])[0]
+    assert [a.tolist() for a in whole[:2]] == [a.tolist() for a in both.search("群众工作的方法是什么？", 5)[:2]]

@@ -1,62 +1,57 @@
-"""A library of three books (issue 14): the shipped excerpt, a Markdown text with 章/节/条 structure, and a PDF
-made by LibreOffice (tests/data/pdf/book.pdf: printed page numbers, running header, a scanned page). Each
-question cites its own book, book-level questions are answered for the right book, a question about a book that
-is not loaded is refused, and `rag books` describes them."""
+"""A library of four books (issue 14): the shipped excerpt, a Markdown text with 章/节/条 structure, a PDF made
+by LibreOffice (tests/data/pdf/book.pdf: printed page numbers, running header, a scanned page) and a Markdown
+text on the shipped book's own topic (bench/library.py writes them). Each question cites its own book,
+book-level questions are answered for the right book, a question about a book that is not loaded is refused,
+`rag books` and `rag build` describe them, and a book ranks its own passages as it would alone."""
 
 from __future__ import annotations
 
-import shutil
+import subprocess
+import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
+from bench.library import write_other_books
 from rag import render
-from rag.build import build
+from rag.build import BuildReport, build
 from rag.commands.books import describe
+from rag.commands.build import book_line
+from rag.commands.eval import QUESTIONS
+from rag.config import ROOT
+from rag.eval.questions import load_questions
 from rag.pipeline import Pipeline
 from rag.types import QueryParams
 
-DATA = Path(__file__).resolve().parent / "data"
-RULES = """<!-- 测试用的条例文本：此注释不是正文 -->
-# 社区议事规则
 
-## 第一章 总则
-
-第一条 为了规范社区居民议事活动，保障居民参与社区治理，制定本规则。
-
-第二条 社区议事会由居民代表组成，每届任期三年。
-
-## 第二章 议事程序
-
-### 第一节 议题
-
-第三条 议题由十名以上居民联名提出，或者由社区党组织提出。
-
-第四条 议事会每季度至少召开一次会议，会议须有三分之二以上代表出席方可举行。
-
-### 第二节 表决
-
-第五条 表决实行少数服从多数，须经全体代表过半数同意方为通过。
-"""
+@pytest.fixture(scope="module")
+def library_build(built, embedder, tmp_path_factory: pytest.TempPathFactory):
+    """(settings, the build's report) of the four-book library."""
+    corpus = write_other_books(tmp_path_factory.mktemp("library"))
+    settings = replace(built, corpus=(*built.corpus, corpus), index_dir=corpus.parent / "library4-index")
+    return settings, build(settings, embedder=embedder)
 
 
 @pytest.fixture(scope="module")
-def library(built, embedder, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    corpus = tmp_path_factory.mktemp("library")
-    (corpus / "rules").mkdir()
-    (corpus / "rules" / "rules.md").write_text(RULES, encoding="utf-8")
-    (corpus / "duben").mkdir()
-    shutil.copy(DATA / "pdf" / "book.pdf", corpus / "duben" / "book.pdf")
-    (corpus / "duben" / "book.json").write_text('{"title": "群众工作学习读本"}', encoding="utf-8")
-    settings = replace(built, corpus=(*built.corpus, corpus), index_dir=corpus.parent / "library3-index")
+def library(library_build, embedder) -> Pipeline:
+    return Pipeline.load(library_build[0], embedder=embedder)
+
+
+@pytest.fixture(scope="module")
+def alone(built, embedder, library: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The shipped book by itself, with the library's word list for jieba (the one thing the books of an
+    index share: a term of one book changes how jieba cuts the same characters in another)."""
+    words = tmp_path_factory.mktemp("words")
+    (words / "lexicon.txt").write_text("".join(f"{w}\n" for w in library.index.lexicon), encoding="utf-8")
+    settings = replace(built, corpus=(*built.corpus, words), index_dir=words.parent / "alone-index")
     build(settings, embedder=embedder)
     return Pipeline.load(settings, embedder=embedder)
 
 
-def test_three_books_with_their_titles(library: Pipeline) -> None:
+def test_four_books_with_their_titles(library: Pipeline) -> None:
     ids = {b.id: b.title for b in library.books}
     assert ids["rules"] == "社区议事规则" and ids["duben"] == "群众工作学习读本"  # `#` heading; metadata file
+    assert ids["jiceng"] == "基层群众工作方法十讲"
     rows = {b["id"]: b for b in describe(library)}
     assert rows["duben"]["files"] == ["duben/book.pdf"] and not rows["duben"]["pages_estimated"]
     assert rows["rules"]["pages"] == 0  # a Markdown text without page numbers
@@ -97,3 +92,49 @@ def test_book_level_questions_go_to_the_named_book_and_missing_books_are_refused
     assert missing.refused and "没有《中华人民共和国宪法》" in missing.text
     outside = library.ask("红烧肉怎么做才好吃？")
     assert outside.refused
+
+
+def test_a_books_ranking_does_not_depend_on_the_other_books(library: Pipeline, alone: Pipeline) -> None:
+    """Each book is fused on its own candidates (its own BM25 statistics, its own dense mean and spread):
+    its passages come in the same order, with the same scores, as from the book alone — with the book
+    picked, and within the library's list when no book is picked. The merge keeps each book's order."""
+    shipped = library.books[0].id
+    sample = [q for q in load_questions(QUESTIONS) if q.split == "tune"][:30]
+    for q in sample:
+        own = alone.search(q.question, q.history, QueryParams(k=10))
+        picked = library.search(q.question, q.history, QueryParams(k=10, book=shipped))
+        assert [h.chunk.id for h in picked] == [h.chunk.id for h in own], q.id
+        assert [h.score for h in picked] == [h.score for h in own], q.id
+        everything = library.search(q.question, q.history, QueryParams(k=len(library.index)))
+        assert {h.chunk.book for h in everything} > {shipped}, q.id  # the other books compete
+        mine = [h.chunk.id for h in everything if h.chunk.book == shipped]
+        assert mine[:10] == [h.chunk.id for h in own], q.id
+
+
+def test_the_build_reports_each_book(library_build, library: Pipeline) -> None:
+    settings, report = library_build
+    books = {b.id: b for b in report.books}
+    assert list(books) == [b.id for b in library.books]
+    assert sum(b.chunks for b in report.books) == report.chunks == len(library.index)
+    assert sum(b.sentences for b in report.books) == report.sentences
+    rules, duben, shipped = books["rules"], books["duben"], books[library.books[0].id]
+    assert (rules.pages, rules.articles, rules.files) == (0, 5, 1)  # 第一条 … 第五条, no page numbers
+    assert duben.pages > 0 and duben.articles == 0 and duben.toc == 4
+    assert shipped.toc == len(library.books[0].toc) > 0
+    assert all(b.encoded + b.reused == b.sentences for b in report.books)
+    line = book_line(rules)
+    assert line.startswith("  书 rules《社区议事规则》：文件 1 个") and "5 条" in line and "目录 4 项" in line
+    again = build(settings)  # nothing changed: the counts come from the manifest, nothing is encoded
+    assert isinstance(again, BuildReport) and again.up_to_date
+    assert [replace(b, encoded=0) for b in report.books] == list(again.books)
+
+
+def test_rag_build_prints_a_line_per_book(library_build) -> None:
+    settings, _ = library_build
+    args = [arg for root in settings.corpus for arg in ("--corpus", str(root))]
+    out = subprocess.run([sys.executable, "-m", "rag", "build", "--quiet", "--index", str(settings.index_dir),
+                          *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+    lines = [line for line in out.splitlines() if line.startswith("  书 ")]
+    ids = [line.split("《")[0].removeprefix("  书 ") for line in lines]
+    assert ids == ["qunzhong-gongzuo-excerpt", "duben", "jiceng", "rules"]
+    assert "《社区议事规则》" in lines[-1] and "5 条" in lines[-1]

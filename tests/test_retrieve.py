@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rag.commands.eval import QUESTIONS
+from rag.config import RetrieveSettings
 from rag.errors import InputError
 from rag.eval.questions import load_questions
 from rag.eval.retrieval import retrieval
@@ -155,3 +156,21 @@ def test_a_strong_bm25_match_without_a_dense_score_still_ranks(hnsw_book, embedd
     hits = Retriever(hnsw_book, embedder, shallow).search(query, qvec, k=3).hits
     (hit,) = [h for h in hits if h.chunk.id == hnsw_book.chunks[front].id]
     assert hit.dense_score == NO_DENSE and hit.lexical_score > 0
+
+
+def test_the_merge_keeps_each_books_order_and_puts_cosines_in_common_units() -> None:
+    """Two books fused on their own: the merged list keeps each one's order, and a chunk's dense part becomes
+    the library-wide z-score of its cosine (dense-only fusion here: no BM25 candidates)."""
+    from rag.retrieve.retriever import merge_books
+
+    settings = RetrieveSettings()
+    dense_by = {"a": {0: np.float32(0.91), 1: np.float32(0.85), 2: np.float32(0.80)},
+                "b": {3: np.float32(0.88), 4: np.float32(0.87), 5: np.float32(0.70), 6: np.float32(0.69)}}
+    fused_by = {b: fuse(d, {}, 0.0, settings) for b, d in dense_by.items()}
+    merged = merge_books(fused_by, dense_by)
+    for b, fused in fused_by.items():
+        assert [r for r, _ in merged if r in dense_by[b]] == [r for r, _ in fused]
+    cos = np.array([float(v) for d in dense_by.values() for v in d.values()])
+    z = dict(zip([r for d in dense_by.values() for r in d], (cos - cos.mean()) / cos.std()))
+    assert [r for r, _ in merged] == [0, 3, 4, 1, 2, 5, 6]
+    assert np.allclose([s for _, s in merged], [z[r] for r, _ in merged], atol=1e-4)

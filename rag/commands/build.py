@@ -34,6 +34,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return s.with_overrides(index_dir=getattr(args, "index", None), model=model, corpus=corpus)
 
 
+def book_line(book, fresh: bool = True) -> str:
+    """One book of a build report (rag.build.BookReport): id, title, files, passages, pages or 条, 目录."""
+    where = (f"{book.pages} 页" if book.pages else "") + ("，" if book.pages and book.articles else "") \
+        + (f"{book.articles} 条" if book.articles else "")
+    vectors = f"句向量 {book.sentences} 个" + (f"（新编码 {book.encoded}，缓存复用 {book.reused}）" if fresh else "")
+    return (f"  书 {book.id}《{book.title}》：文件 {book.files} 个，段落 {book.chunks} 个，{where or '无页码'}，"
+            f"目录 {book.toc} 项，{vectors}")
+
+
 def run(args: argparse.Namespace) -> int:
     from rag.build import build  # the model and the build stage load only when building
 
@@ -62,11 +71,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"索引已是最新，未重建：{report.index_dir}")
         print(f"  语料、分段设置、模型和程序均未变化，索引文件完好（文档 {report.documents} 个，"
               f"段落 {report.chunks} 个，句向量 {report.sentences} 个）")
+        for book in report.books:
+            print(book_line(book, fresh=False))
         print(f"  用时 {total:.1f} 秒。如需强制重建，请在命令后加 --force")
         return 0
     print(f"索引已写入 {report.index_dir}")
     print(f"  文档 {report.documents} 个，段落 {report.chunks} 个，句向量 {report.sentences} 个（新编码 "
           f"{report.embedded}，缓存复用 {report.cached}），词典 {report.lexicon_words} 个词")
+    for book in report.books:
+        print(book_line(book))
     for skipped in report.skipped:
         print(f"  跳过 {skipped}")
     timings = "，".join(f"{k} {v:.1f} 秒" for k, v in report.timings.items())

@@ -1,5 +1,8 @@
 """Question (+ history) → ranked Hits: dense and BM25 candidates fused, overlaps merged, top-k.
 
+In a library each book is fused on its own candidates (Index.dense_books / lexical_books), so other books
+never change how a book ranks its passages; `merge_books` then interleaves the books' lists, each in order.
+
 Every kind of chunk (body, caption, 目录, front matter) competes on the same scores; the kind stays on the chunk
 so the answerer and the UI can label it.
 """
@@ -41,30 +44,36 @@ def fuse(dense: dict[int, float], lexical: dict[int, float], coverage: float,
     and the book's questions (bench/RESULTS.md) against RRF: better R@1 and MRR@10 on both, same or better
     R@5; lexical_scale 3 was chosen on half of CMRC and confirmed on the other half.
 
-    When every chunk has a dense candidate (a book: all its sentence vectors are searched), mean and spread
-    are those of all chunks; otherwise (a library, or HNSW) they are taken over the candidates, and a chunk
-    without a dense score gets the lowest of their z-scores: dense alone never lifts it above a candidate,
-    BM25 still counts.
+    The candidates are one book's (Retriever fuses each book on its own). When every chunk has a dense
+    candidate (a book: all its sentence vectors are searched), mean and spread are those of all its chunks;
+    otherwise (HNSW, a very large book) they are taken over the candidates, and a chunk without a dense score
+    gets the lowest of their z-scores: dense alone never lifts it above a candidate, BM25 still counts.
     """
-    dense_top = _best(dense, s.candidates)
-    lexical_top = _best(lexical, s.candidates)
-    if s.fusion == "dense":
-        scores = {r: dense[r] for r in dense_top}
-    elif s.fusion == "lexical":
-        scores = {r: lexical[r] for r in lexical_top}
-    elif s.fusion == "rrf":
-        scores = rrf([dense_top, lexical_top], [s.dense_weight, s.lexical_weight], s.rrf_k)
-    else:
+    if s.fusion not in ("dense", "lexical", "rrf"):  # "zscore", the default
         z, floor = dense_z(dense)
         top = float(max(lexical.values(), default=0.0))
         boost = s.lexical_scale * coverage / top if top > 0 else 0.0
-        scores = {r: float(z.get(r, floor) + boost * lexical.get(r, 0.0)) for r in {*dense_top, *lexical_top}}
+        rows = _top_set(dense, s.candidates) | _top_set(lexical, s.candidates)
+        scores = {r: float(z.get(r, floor) + boost * lexical.get(r, 0.0)) for r in rows}
+    else:
+        dense_top, lexical_top = _best(dense, s.candidates), _best(lexical, s.candidates)
+        if s.fusion == "dense":
+            scores = {r: dense[r] for r in dense_top}
+        elif s.fusion == "lexical":
+            scores = {r: lexical[r] for r in lexical_top}
+        else:
+            scores = rrf([dense_top, lexical_top], [s.dense_weight, s.lexical_weight], s.rrf_k)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _best(scores: dict[int, float], n: int) -> list[int]:
     """The n best rows, ties by row (results never depend on dict order)."""
     return [r for r, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]]
+
+
+def _top_set(scores: dict[int, float], n: int) -> set[int]:
+    """The rows of `_best(scores, n)`, without sorting when all of them are."""
+    return set(scores) if len(scores) <= n else set(_best(scores, n))
 
 
 def dense_z(dense: dict[int, float]) -> tuple[dict[int, float], float]:
@@ -76,6 +85,38 @@ def dense_z(dense: dict[int, float]) -> tuple[dict[int, float], float]:
     values = np.asarray([dense[r] for r in rows], dtype=np.float32)
     z = (values - values.mean()) / max(float(values.std()), 1e-6)
     return dict(zip(rows, z)), z.min()
+
+
+def merge_books(fused_by: dict[str, list[tuple[int, float]]],
+                dense_by: dict[str, dict[int, float]]) -> list[tuple[int, float]]:
+    """One best-first list from each book's own fused list, each book's order kept.
+
+    A book's fused score is in units of its own dense spread (z-scores over its chunks). It is re-expressed
+    in the library's units — (score · σ_book + μ_book − μ) / σ, μ and σ of all books' dense candidates —
+    which turns its dense part into the library-wide z-score of the cosine (comparable between books:
+    the same model's cosines) and scales its BM25 part by the same factor, so its ranking is unchanged.
+    No constant is involved. Measured on the tune split (bench/RESULTS.md, "A library of books"): moving
+    each book down by τ × (best book's best merged score − its own), a soft choice of the question's book,
+    gave no stable gain for τ from 0.25 to 2 (single questions flip either way), and placing the books one
+    after another (τ = ∞) lost questions about the other books.
+    """
+    books = list(fused_by)
+    values = [np.fromiter(dense_by[b].values(), np.float64, len(dense_by[b])) for b in books]
+    n = np.asarray([len(v) for v in values], dtype=np.float64)
+    dense = np.concatenate(values) if values else np.zeros(0)
+    owner = np.repeat(np.arange(len(books)), n.astype(np.int64))
+    mean, spread = (float(dense.mean()), max(float(dense.std()), 1e-6)) if len(dense) else (0.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_b = np.bincount(owner, dense, len(books)) / n
+        spread_b = np.sqrt(np.maximum(np.bincount(owner, dense * dense, len(books)) / n - mean_b ** 2, 0.0))
+    mean_b, spread_b = np.where(n > 0, mean_b, 0.0), np.where(n > 0, np.maximum(spread_b, 1e-6), 1.0)
+    sizes = [len(fused_by[b]) for b in books]
+    pairs = np.asarray([pair for b in books for pair in fused_by[b]], dtype=np.float64).reshape(-1, 2)
+    rows, score = pairs[:, 0].astype(np.int64), pairs[:, 1]  # rows are exact in float64
+    book = np.repeat(np.arange(len(books)), sizes)
+    merged = (score * spread_b[book] + mean_b[book] - mean) / spread
+    order = np.lexsort((rows, -score, -merged))  # a tie in the library's units keeps the book's order
+    return list(zip(rows[order].tolist(), merged[order].tolist()))
 
 
 def covered(chunk: Chunk, by: Chunk) -> float:
@@ -115,12 +156,14 @@ class Retriever:
         if k <= 0 or not len(self.index):
             return Retrieved(query, ())
         qvec = self.embedder.encode_queries([query.text])[0] if qvec is None else qvec
-        dense = self.index.dense(qvec, self.settings.dense_depth)
-        lexical, coverage = self.index.lexical(query.text, self.settings.lexical_depth)
-        if book is not None:
-            dense = {r: v for r, v in dense.items() if self.index.chunks[r].book == book}
-            lexical = {r: v for r, v in lexical.items() if self.index.chunks[r].book == book}
-        fused = fuse(dense, lexical, coverage, self.settings)
+        books = list(self.index.book_rows) if book is None else [book]
+        s = self.settings
+        dense_by = self.index.dense_books(qvec, s.dense_depth, books)
+        lexical_by = self.index.lexical_books(query.text, s.lexical_depth, books)
+        fused_by = {b: fuse(dense_by[b], *lexical_by[b], s) for b in books}
+        fused = fused_by[books[0]] if len(books) == 1 else merge_books(fused_by, dense_by)
+        dense = {r: v for b in books for r, v in dense_by[b].items()}
+        lexical = {r: v for b in books for r, v in lexical_by[b][0].items()}
         return Retrieved(query, tuple(self.hits(fused, dense, lexical, k)))
 
     def hits(self, fused: list[tuple[int, float]], dense: dict[int, float], lexical: dict[int, float],

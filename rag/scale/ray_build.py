@@ -31,7 +31,7 @@ from rag.errors import BuildError, CorpusError
 from rag.ingest.corpus import no_documents, plan_corpus, read_file
 from rag.store import index as ix
 from rag.store import manifest as mf
-from rag.store.lexical import B, K1, Lexical, terms
+from rag.store.lexical import Lexical, terms
 from rag.store.vectors import make_vector_store
 from rag.text.tokenizer import Tokenizer
 from rag.types import Chunk, Document
@@ -206,16 +206,6 @@ def remote_terms(ray, words: Sequence[str], texts: Sequence[str], parts: int) ->
     return [d for docs, _ in results for d in docs], {node for _, node in results}
 
 
-def lexical_from_terms(docs: Sequence[Sequence[str]], tokenizer: Tokenizer) -> Lexical:
-    """Lexical.build from terms computed elsewhere: the same sorted vocabulary, the same bm25s matrix."""
-    import bm25s
-
-    vocab = {tok: i for i, tok in enumerate(sorted({t for d in docs for t in d}))}
-    bm25 = bm25s.BM25(k1=K1, b=B)
-    bm25.index(([[vocab[t] for t in d] for d in docs], vocab), show_progress=False)
-    return Lexical(bm25, tokenizer)
-
-
 # --- the index, with its Parquet shards ----------------------------------------------------------------
 
 class ShardedIndex(ix.Index):
@@ -281,10 +271,12 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
         texts = [chunks[row].text[a:b] for row, a, b in units]
         encoder = RayEncoder(embedder, settings.model, actors, progress)
         cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
-        vectors, computed = local.embed_texts(texts, encoder, cache)
+        fresh: set[str] = set()
+        vectors, computed = local.embed_texts(texts, encoder, cache, fresh=fresh)
         lap("embed")
     tokenizer = Tokenizer(words)
-    lexical = lexical_from_terms(docs_terms, tokenizer)
+    # the same BM25 as the local build: library-wide statistics, and each book's own (Lexical.from_terms)
+    lexical = Lexical.from_terms(docs_terms, tokenizer, list(ix.runs_of([c.book for c in chunks]).values()))
     store = make_vector_store(embedder.dim, len(vectors))
     store.add(vectors)
     table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
@@ -298,7 +290,8 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
     local.write_index(settings.index_dir, index, manifest)
     lap("write")
     report = local.BuildReport(settings.index_dir, len(docs), len(chunks), len(units), computed,
-                               len(units) - computed, len(words), skipped, timings)
+                               len(units) - computed, len(words), skipped, timings,
+                               books=local.book_reports(manifest, local.encoded_by_book(chunks, units, fresh)))
     nodes = {"read+chunk": tuple(sorted(read_nodes)), "terms": tuple(sorted(term_nodes)),
              "encode": tuple(sorted(encoder.nodes))}
     return RayBuildReport(report, nodes, actors)

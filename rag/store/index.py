@@ -9,12 +9,15 @@ Layout of `embeddings/index/` (every file is listed in manifest.json with its si
     chunks.json     the chunk table (text, section path, pages, offsets, book id)
     book.json       the books: id, title, files, 目录 rows and 版权页 fields of each
     lexicon.txt     the jieba user dictionary the BM25 index was built with (loaded again at query time)
-    bm25/           the lexical store (rag/store/lexical.py: bm25s over section path + chunk text)
+    bm25/           the lexical store (rag/store/lexical.py: bm25s over section path + chunk text; with two
+                    or more books also book_scores.npy, the same matrix scored with each book's statistics)
 
 Dense retrieval scores a chunk by its best-matching sentence. Measured (bench/RESULTS.md): with the 4-bit
 e5-small model a whole-chunk vector blurs a 300-character passage into its general topic (book questions: R@5
 0.685), while the best sentence finds the passage that says it (R@5 0.945; CMRC R@1 0.954 → 0.972).
-Retrieval asks each store for its best candidates only (`dense`, `lexical`), never for a score of every chunk.
+Retrieval asks each store for its best candidates only (`dense`, `lexical`), never for a score of every chunk;
+in a library, for each book's own (`dense_books`, `lexical_books`: the candidates, BM25 statistics and term
+coverage an index of that book alone would give), so that other books never change a book's ranking.
 
 Loading checks the manifest against the configured model and settings and every file against its checksum; it
 never rebuilds (rag/build.py builds).
@@ -86,6 +89,15 @@ class Index:
         self.vectors = vectors
         self.lexical_store = lexical
         self._row = {c.id: i for i, c in enumerate(chunks)}
+        # Each book's chunk rows and sentence-vector rows as (start, end) ranges (one range unless a book's
+        # files lie in two corpus folders), books in corpus order.
+        self.book_rows = runs_of([c.book for c in chunks])
+        self._book_units = {b: tuple(_unit_range(self.units, a, z) for a, z in runs)
+                            for b, runs in self.book_rows.items()}
+        self._book_size = {b: sum(hi - lo for lo, hi in runs) for b, runs in self._book_units.items()}
+        self._exact = vectors.describe().get("type") == "flat"
+        self._book_number = {b: i for i, b in enumerate(self.book_rows)}
+        self._book_label = np.asarray([self._book_number[c.book] for c in chunks], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -99,18 +111,58 @@ class Index:
     def dense(self, qvec: np.ndarray, depth: int) -> dict[int, float]:
         """Chunk row → cosine of the query with its best sentence, over the `depth` best sentence vectors
         (a book has a few hundred: then every chunk gets its score)."""
-        sims, rows = self.vectors.search(qvec, depth)
+        rows, sims = self._best_sentence(*self.vectors.search(qvec, depth))
+        return dict(zip(rows.tolist(), sims))
+
+    def dense_books(self, qvec: np.ndarray, depth: int, books: Sequence[str]) -> dict[str, dict[int, float]]:
+        """`dense` for each of these books on its own: over that book's `depth` best sentence vectors, the
+        candidates an index of that book alone would give, whatever else is loaded. When those are all
+        of every book's sentences and the store is exact (it scores every row anyway), one search gives
+        them; otherwise each book is searched within its own rows."""
+        if len(self.book_rows) == 1 or len(self.vectors) <= depth:
+            return self._by_book(*self._best_sentence(*self.vectors.search(qvec, depth)), books)
+        if self._exact and set(books) == set(self.book_rows) and max(self._book_size.values()) <= depth:
+            return self._by_book(*self._best_sentence(*self.vectors.search(qvec, len(self.vectors))), books)
+        out = {}
+        for b in books:
+            found = [p for run in self._book_units.get(b, ())
+                     for p in zip(*self.vectors.search(qvec, depth, run))]
+            best = sorted(found, key=lambda p: (-p[0], p[1]))[:depth]  # of its ranges' results
+            rows, sims = self._best_sentence(np.asarray([s for s, _ in best], np.float32),
+                                             np.asarray([r for _, r in best], np.int64))
+            out[b] = dict(zip(rows.tolist(), sims))
+        return out
+
+    def _by_book(self, rows: np.ndarray, sims: np.ndarray,
+                 books: Sequence[str]) -> dict[str, dict[int, float]]:
+        label = self._book_label[rows]
+        out = {}
+        for b in books:
+            mine = label == self._book_number.get(b, -1)
+            out[b] = dict(zip(rows[mine].tolist(), sims[mine]))  # best first, as found
+        return out
+
+    def _best_sentence(self, sims: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk rows, the score of each one's best sentence), best first, from search results that come
+        best first (float32 scores kept)."""
         found = rows >= 0
-        best: dict[int, float] = {}
-        for row, sim in zip(self.units[rows[found], 0].tolist(), sims[found]):  # float32 scores kept
-            if row not in best:  # results come best first
-                best[row] = sim
-        return best
+        chunk_rows, sims = self.units[rows[found], 0], sims[found]
+        _, first = np.unique(chunk_rows, return_index=True)  # a chunk's first (best) sentence
+        first.sort()
+        return chunk_rows[first], sims[first]
 
     def lexical(self, query: str, n: int) -> tuple[dict[int, float], float]:
         """The best n chunk rows by BM25 (positive scores only), and the query's term coverage."""
         rows, scores, coverage = self.lexical_store.search(query, n)
         return dict(zip(rows.tolist(), scores)), coverage
+
+    def lexical_books(self, query: str, n: int,
+                      books: Sequence[str]) -> dict[str, tuple[dict[int, float], float]]:
+        """`lexical` for each of these books on its own: its best n rows by BM25 with that book's own
+        statistics (IDF, mean length, coverage) where the lexical store keeps them."""
+        found = self.lexical_store.search_parts(query, n, [self.book_rows.get(b, ()) for b in books])
+        return {b: (dict(zip(rows.tolist(), scores)), coverage)
+                for b, (rows, scores, coverage) in zip(books, found)}
 
     def sentence_vectors(self, chunk_id: str) -> tuple[list[tuple[int, int]], np.ndarray]:
         """The embedded sentences of a chunk: (start, end) offsets in its text and their passage vectors
@@ -178,6 +230,23 @@ def _open(folder: Path, manifest: mf.Manifest, settings: Settings) -> Index:
     tokenizer = Tokenizer(words)
     lexical = Lexical.load(folder / BM25_DIR, tokenizer)
     return Index(chunks, vectors, units, lexical, tokenizer, words, books, manifest, folder)
+
+
+def runs_of(labels: Sequence[str]) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Each label's rows as (start, end) ranges of consecutive rows, labels in order of first appearance."""
+    runs: dict[str, list[tuple[int, int]]] = {}
+    start = 0
+    for row in range(1, len(labels) + 1):
+        if row == len(labels) or labels[row] != labels[start]:
+            runs.setdefault(labels[start], []).append((start, row))
+            start = row
+    return {label: tuple(r) for label, r in runs.items()}
+
+
+def _unit_range(units: np.ndarray, start: int, end: int) -> tuple[int, int]:
+    """The vector rows of chunk rows start..end-1 (units are stored in chunk order)."""
+    lo, hi = np.searchsorted(units[:, 0], [start, end]) if len(units) else (0, 0)
+    return int(lo), int(hi)
 
 
 # --- (de)serialising the tables -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from rag.text.numerals import HEADING_NUMBER
 # bm25s files written by BM25.save (the non-occurrence array exists only for BM25L/BM25+, not for "lucene").
 BM25_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json",
               "params.index.json")
+BOOK_SCORES = "book_scores.npy"  # a library's BM25 scores with each book's own statistics (see Lexical)
 K1, B = 1.5, 0.75  # bm25s defaults
 _QUOTED = re.compile(r"[「“『\"]([^「」“”『』\"\s]{2,10})[」”』\"]")
 
@@ -50,6 +51,9 @@ def terms(tokenizer: TokenizerLike, text: str) -> list[str]:
     return out
 
 
+Runs = Sequence[tuple[int, int]]  # the rows of one book: (start, end) ranges, in row order
+
+
 class LexicalStore(Protocol):
     """BM25 over the chunk table (row i = chunk i): the top n rows for a question, and its term coverage."""
 
@@ -57,39 +61,63 @@ class LexicalStore(Protocol):
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray, float]: ...
 
+    def search_parts(self, query: str, n: int,
+                     parts: Sequence[Runs]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """`search` within each part (a book's rows), scored with that part's own statistics where the
+        store keeps them, with the part's own coverage."""
+        ...
+
     def save(self, folder: Path) -> list[Path]: ...
 
 
 class Lexical:
-    """The bm25s backend of LexicalStore, saved as plain files in the index folder."""
+    """The bm25s backend of LexicalStore, saved as plain files in the index folder.
 
-    def __init__(self, bm25, tokenizer: TokenizerLike) -> None:
+    Built for several books (`parts`), it also keeps every (chunk, term) score computed with the IDF and the
+    mean length of that chunk's own book (BOOK_SCORES, aligned with bm25s' sparse matrix), so that a book's
+    BM25 ranking does not depend on which other books are loaded; `search` keeps the library-wide scores.
+    """
+
+    def __init__(self, bm25, tokenizer: TokenizerLike, book_scores: np.ndarray | None = None) -> None:
         self._bm25 = bm25
         self._tokenizer = tokenizer
         self.size = int(bm25.scores["num_docs"])
         # Document frequency of each vocabulary id (columns of bm25s' sparse score matrix), for `coverage`.
         self._df = np.diff(np.asarray(bm25.scores["indptr"]))
+        self._book_scores = book_scores
 
     @classmethod
-    def build(cls, texts: Sequence[str], tokenizer: TokenizerLike) -> Lexical:
-        import bm25s
+    def build(cls, texts: Sequence[str], tokenizer: TokenizerLike, parts: Sequence[Runs] = ()) -> Lexical:
+        return cls.from_terms([terms(tokenizer, t) for t in texts], tokenizer, parts)
 
-        docs = [terms(tokenizer, t) for t in texts]
+    @classmethod
+    def from_terms(cls, docs: Sequence[Sequence[str]], tokenizer: TokenizerLike,
+                   parts: Sequence[Runs] = ()) -> Lexical:
+        """The store of these chunk terms; with two or more `parts`, also the per-book scores."""
         vocab = {tok: i for i, tok in enumerate(sorted({t for d in docs for t in d}))}
-        bm25 = bm25s.BM25(k1=K1, b=B)
-        bm25.index(([[vocab[t] for t in d] for d in docs], vocab), show_progress=False)
-        return cls(bm25, tokenizer)
+        ids = [[vocab[t] for t in d] for d in docs]
+        bm25 = _bm25(ids, dict(vocab))
+        scores = _book_scores(bm25.scores, ids, vocab, parts) if len(parts) > 1 else None
+        return cls(bm25, tokenizer, scores)
 
     def save(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         self._bm25.save(str(folder), show_progress=False)
-        return [folder / name for name in BM25_FILES]
+        if self._book_scores is None:
+            return [folder / name for name in BM25_FILES]
+        np.save(folder / BOOK_SCORES, self._book_scores, allow_pickle=False)
+        return [folder / name for name in (*BM25_FILES, BOOK_SCORES)]
 
     @classmethod
     def load(cls, folder: Path, tokenizer: TokenizerLike) -> Lexical:
         import bm25s
 
-        return cls(bm25s.BM25.load(str(folder), show_progress=False), tokenizer)
+        bm25 = bm25s.BM25.load(str(folder), show_progress=False)
+        path = folder / BOOK_SCORES
+        book_scores = np.load(path, allow_pickle=False) if path.is_file() else None
+        if book_scores is not None and book_scores.shape != np.shape(bm25.scores["data"]):
+            raise ValueError(f"{BOOK_SCORES} 与 BM25 矩阵大小不一致")
+        return cls(bm25, tokenizer, book_scores)
 
     def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray, float]:
         """(rows, BM25 scores) of the best n rows with a positive score, best first (ties by row), and the
@@ -97,6 +125,55 @@ class Lexical:
         scores, coverage = self.query(query)
         rows = np.asarray(top_rows(scores, n, 0.0), dtype=np.int64)
         return rows, scores[rows], coverage
+
+    def search_parts(self, query: str, n: int,
+                     parts: Sequence[Runs]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """Per part: its best n rows by its own BM25 statistics and its coverage. A single part holding every
+        row is exactly `search`."""
+        if len(parts) == 1 and list(parts[0]) == [(0, self.size)]:
+            return [self.search(query, n)]
+        words = terms(self._tokenizer, query)
+        ids = [self._bm25.vocab_dict[t] for t in words if t in self._bm25.vocab_dict]
+        scores = self._sum_scores(ids)
+        best = _best_per_part(scores, n, parts)
+        return [(rows, scores[rows], coverage) for rows, coverage in zip(best, self._coverages(words, parts))]
+
+    def _sum_scores(self, ids: Sequence[int]) -> np.ndarray:
+        """Every row's BM25 sum over the query term ids, from the per-book scores when there are any (summed
+        term by term, in query order, as bm25s sums its own)."""
+        if not ids:
+            return np.zeros(self.size, dtype=np.float32)
+        if self._book_scores is None:
+            return np.asarray(self._bm25.get_scores(list(ids)), dtype=np.float32)
+        indptr, indices = self._bm25.scores["indptr"], self._bm25.scores["indices"]
+        scores = np.zeros(self.size, dtype=np.float32)
+        for i in ids:
+            np.add.at(scores, indices[indptr[i]:indptr[i + 1]], self._book_scores[indptr[i]:indptr[i + 1]])
+        return scores
+
+    def _coverages(self, words: Sequence[str], parts: Sequence[Runs]) -> list[float]:
+        """`query`'s coverage over the rows of each part: the part's size, its document frequencies."""
+        vocab, indptr = self._bm25.vocab_dict, self._bm25.scores["indptr"]
+        indices = self._bm25.scores["indices"]
+        starts = np.asarray([a for runs in parts for a, _ in runs], dtype=np.int64)
+        ends = np.asarray([b for runs in parts for _, b in runs], dtype=np.int64)
+        owner = np.asarray([i for i, runs in enumerate(parts) for _ in runs], dtype=np.int64)
+        df: dict[str, np.ndarray] = {}  # term → its document frequency in each part
+        for t in words:
+            if t in vocab and t not in df:
+                column = indices[indptr[vocab[t]]:indptr[vocab[t] + 1]]  # rows in ascending order
+                inside = np.searchsorted(column, ends) - np.searchsorted(column, starts)
+                df[t] = np.bincount(owner, weights=inside, minlength=len(parts))
+        out = []
+        for i, runs in enumerate(parts):
+            size = sum(b - a for a, b in runs)
+            known = [t for t in words if t in df and df[t][i] > 0]
+            if not known or not size:
+                out.append(0.0)
+                continue
+            idf = {t: np.log1p(size / max(0.5, df[t][i] if t in df else 0.0)) for t in words}
+            out.append(float(sum(idf[t] for t in known) / sum(idf[t] for t in words)))
+        return out
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no query term occurs in the book)."""
@@ -114,6 +191,46 @@ class Lexical:
         idf = {t: np.log1p(self.size / max(0.5, self._df[vocab[t]] if t in vocab else 0.0)) for t in words}
         coverage = sum(idf[t] for t in known) / sum(idf[t] for t in words)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32), float(coverage)
+
+
+def _bm25(ids: Sequence[Sequence[int]], vocab: dict[str, int]):
+    """bm25s over term ids (bm25s adds its empty token "" to the vocabulary it is given)."""
+    import bm25s
+
+    bm25 = bm25s.BM25(k1=K1, b=B)
+    bm25.index((ids, vocab), show_progress=False)
+    return bm25
+
+
+def _book_scores(library: dict, ids: Sequence[Sequence[int]], vocab: dict[str, int],
+                 parts: Sequence[Runs]) -> np.ndarray:
+    """The library matrix's entries re-scored book by book: each part indexed on its own (its IDF, its mean
+    length, the same vocabulary ids), its entries put at their place in the library's sparse matrix."""
+    indptr, indices = np.asarray(library["indptr"]), np.asarray(library["indices"])
+    columns = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    keys = columns.astype(np.int64) * len(ids) + indices  # (term, row) of every library entry
+    order = np.argsort(keys, kind="stable")
+    out = np.zeros(len(keys), dtype=np.float32)
+    for runs in parts:
+        rows = np.concatenate([np.arange(a, b) for a, b in runs])
+        own = _bm25([ids[r] for r in rows], dict(vocab)).scores
+        own_columns = np.repeat(np.arange(len(own["indptr"]) - 1), np.diff(own["indptr"]))
+        own_keys = own_columns.astype(np.int64) * len(ids) + rows[np.asarray(own["indices"])]
+        out[order[np.searchsorted(keys[order], own_keys)]] = own["data"]
+    return out
+
+
+def _best_per_part(scores: np.ndarray, n: int, parts: Sequence[Runs]) -> list[np.ndarray]:
+    """Each part's `top_rows(…, n, 0.0)`: its n best rows with a positive score, ties by row."""
+    part = np.full(len(scores), -1, dtype=np.int64)
+    for i, runs in enumerate(parts):
+        for a, b in runs:
+            part[a:b] = i
+    rows = np.flatnonzero((scores > 0) & (part >= 0))
+    rows = rows[np.lexsort((rows, -scores[rows]))]  # best first, ties by row
+    rows = rows[np.argsort(part[rows], kind="stable")]  # grouped by part, each best first
+    bounds = np.searchsorted(part[rows], np.arange(len(parts) + 1))
+    return [rows[lo:min(hi, lo + max(n, 0))] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def top_rows(scores: np.ndarray, n: int, minimum: float) -> list[int]:

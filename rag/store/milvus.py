@@ -17,7 +17,9 @@ rag.store.lexical.terms) is stored as its id in the build's sorted vocabulary ("
 the server has (milvus-lite offers only "standard" and "jieba"; a cluster also "whitespace") sees exactly the
 local tokens, one for one. Milvus scores BM25 as idf·tf·(k1+1)/(tf+k1·(…)); dividing by k1+1 gives bm25s's
 "lucene" score. The query's term coverage comes from the vocabulary and document frequencies in bm25/ of the
-folder (its two small files only).
+folder (its two small files only). One book's candidates (a library) come from the same collections with a
+filter on the row ranges of that book: the same dense candidates as FAISS, but BM25 statistics of the whole
+collection, not of the book (bm25s keeps each book's; rag/store/lexical.py).
 """
 
 from __future__ import annotations
@@ -78,15 +80,19 @@ class MilvusVectors:
     def add(self, vectors: np.ndarray) -> None:
         raise TypeError("MilvusVectors 只读：请用 rag.store.milvus.publish 写入。")
 
-    def search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, n: int,
+               within: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The best sentence of each of the best min(n, 16384) chunks (grouping search on the chunk row):
-        every chunk Index.dense would score, with the same best-sentence score."""
-        n = min(n, self._count, MAX_LIMIT)
+        every chunk Index.dense would score, with the same best-sentence score; `within` (start, end) keeps
+        sentence rows start <= row < end (one book's)."""
+        start, end = within if within is not None else (0, self._count)
+        n = min(n, end - start, self._count, MAX_LIMIT)
         if n <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        found = self._milvus.search(self.name, [np.asarray(query, np.float32).tolist()], limit=n,
-                                    anns_field="vector", group_by_field="chunk",
-                                    search_params={"metric_type": "IP", "params": {"ef": max(EF_SEARCH, n)}})[0]
+        where = {} if within is None else {"filter": f"id >= {int(start)} and id < {int(end)}"}
+        params = {"metric_type": "IP", "params": {"ef": max(EF_SEARCH, n)}}
+        found = self._milvus.search(self.name, [np.asarray(query, np.float32).tolist()], limit=n, **where,
+                                    anns_field="vector", group_by_field="chunk", search_params=params)[0]
         pairs = sorted(((float(h["distance"]), int(h["id"])) for h in found), key=lambda p: (-p[0], p[1]))
         return (np.asarray([s for s, _ in pairs], np.float32), np.asarray([r for _, r in pairs], np.int64))
 
@@ -130,13 +136,16 @@ class MilvusLexical:
                for t in words}
         return float(sum(idf[t] for t in known) / sum(idf[t] for t in words))
 
-    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+    def search(self, query: str, n: int, runs: Sequence[tuple[int, int]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+        """The best n chunk rows by the server's BM25 (of rows within `runs`, when given), and coverage."""
         words = terms(self._tokenizer, query)
         known = [token(self._vocab[t]) for t in words if t in self._vocab]
-        n = min(n, self.size, MAX_LIMIT)
+        n = min(n, self.size if runs is None else sum(b - a for a, b in runs), MAX_LIMIT)
         if not known or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), self.coverage(words)
-        found = self._milvus.search(self.name, [" ".join(known)], anns_field="sparse", limit=n,
+        where = {} if runs is None else {"filter": " or ".join(f"(id >= {a} and id < {b})" for a, b in runs)}
+        found = self._milvus.search(self.name, [" ".join(known)], anns_field="sparse", limit=n, **where,
                                     search_params={"metric_type": "BM25"})[0]
         # milvus-lite reports BM25 as a negative distance, a cluster as a positive score
         rows = np.asarray([int(h["id"]) for h in found], np.int64)
@@ -144,6 +153,13 @@ class MilvusLexical:
         keep = scores > 0
         order = np.lexsort((rows[keep], -scores[keep]))  # best first, ties by row (as top_rows)
         return rows[keep][order], scores[keep][order], self.coverage(words)
+
+    def search_parts(self, query: str, n: int, parts: Sequence[Sequence[tuple[int, int]]]
+                     ) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """`search` within each part (a book's rows); scores and coverage are the collection's (see above)."""
+        if len(parts) == 1 and list(parts[0]) == [(0, self.size)]:
+            return [self.search(query, n)]
+        return [self.search(query, n, runs) for runs in parts]
 
     def save(self, folder: Path) -> list[Path]:
         return []

@@ -34,9 +34,11 @@ class VectorStore(Protocol):
 
     def add(self, vectors: np.ndarray) -> None: ...
 
-    def search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, n: int,
+               within: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the best n rows for one query vector, best first (fewer when the store is
-        smaller; an approximate store may return rows -1 for missing results, which callers skip)."""
+        smaller; an approximate store may return rows -1 for missing results, which callers skip).
+        `within` = (start, end): only rows start <= row < end compete (one book's sentences)."""
         ...
 
     def vectors(self, rows: Sequence[int]) -> np.ndarray:
@@ -76,11 +78,26 @@ class FaissStore:
     def add(self, vectors: np.ndarray) -> None:
         self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
-    def search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        n = min(n, len(self))
+    def search(self, query: np.ndarray, n: int,
+               within: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        if within is None or (within[0] <= 0 and within[1] >= len(self)):
+            n = min(n, len(self))
+            if n <= 0:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            sims, rows = self._index.search(x, n)
+            return sims[0], rows[0]
+        import faiss
+
+        start, end = max(0, within[0]), min(len(self), within[1])
+        n = min(n, end - start)
         if n <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        sims, rows = self._index.search(np.asarray(query, dtype=np.float32).reshape(1, -1), n)
+        # A range selector: the flat index scores only those rows; HNSW walks its graph, keeping those rows.
+        selector = faiss.IDSelectorRange(start, end)
+        params = (faiss.SearchParametersHNSW(sel=selector, efSearch=self._index.hnsw.efSearch)
+                  if self.kind == "hnsw" else faiss.SearchParameters(sel=selector))
+        sims, rows = self._index.search(x, n, params=params)
         return sims[0], rows[0]
 
     def vectors(self, rows: Sequence[int]) -> np.ndarray:
