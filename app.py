@@ -19,7 +19,7 @@ from rag.config import Settings, offline_environment
 offline_environment()  # before anything imports huggingface_hub / transformers: no model hub, ever
 
 from rag import render  # noqa: E402
-from rag.pipeline import Answer, InputError, Pipeline, QueryParams, RagError  # noqa: E402
+from rag.pipeline import Answer, IndexStatus, InputError, Pipeline, QueryParams, RagError  # noqa: E402
 from rag.render import Turn, escape_markdown as md  # noqa: E402
 from rag.study import history  # noqa: E402
 
@@ -80,7 +80,7 @@ def set_state(**values: object) -> None:
     st.session_state.update(values)
 
 
-def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[QueryParams, object]:
+def sidebar(pipeline: Pipeline, settings: Settings, status: IndexStatus) -> tuple[QueryParams, object]:
     with st.sidebar:
         st.header("设置")
         books = {b.id: b.title for b in pipeline.books}
@@ -106,10 +106,10 @@ def sidebar(pipeline: Pipeline, settings: Settings) -> tuple[QueryParams, object
                 for i, entry in enumerate(toc):
                     st.button(render.toc_label(entry), key=f"toc-{i}", on_click=set_state,
                               kwargs={"section": entry}, type="tertiary")
-        status_box = lazy_expander("索引状态", ":material/database:", "status-open", pipeline.status().stale)
+        status_box = lazy_expander("索引状态", ":material/database:", "status-open", status.stale)
         if status_box.open:
             with status_box:
-                show_status(pipeline)
+                show_status(status)
     return QueryParams(passages=passages, mode=mode, book=book), export_slot  # type: ignore[arg-type]
 
 
@@ -119,8 +119,7 @@ def lazy_expander(label: str, icon: str | None, key: str, expanded: bool = False
     return st.expander(label, expanded, icon=icon, key=key, on_change="rerun")
 
 
-def show_status(pipeline: Pipeline) -> None:
-    s = pipeline.status()
+def show_status(s: IndexStatus) -> None:
     st.markdown(f"- 模型：{md(Path(s.model).name or s.model)}\n- 段落数：{s.chunks}\n"
                 f"- 构建时间：{md(render.format_time(s.built_at))}\n"
                 f"- 语料校验和：`{s.corpus_checksum[:12]}`")
@@ -259,7 +258,7 @@ def main() -> None:
         st.warning(f"索引与语料不一致（{md(status.stale_reason or '')}），回答仍来自旧索引。"
                    "请在项目目录中运行以下命令后刷新本页：")
         st.code(render.rebuild_hint(Pipeline.rebuild_command(settings)), language="bash")
-    params, export_slot = sidebar(pipeline, settings)
+    params, export_slot = sidebar(pipeline, settings, status)
     examples = render.example_questions(pipeline.books, pipeline.index.chunks)
     hint = f"向本书提问，例如：{examples[0]}" if examples else "向本书提问"
     question = st.chat_input(hint)
