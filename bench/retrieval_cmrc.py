@@ -42,14 +42,21 @@ METHODS = {
 }
 
 
+BOOK = "cmrc2018"  # the sub-folder of the corpus folder: all paragraphs are one book (one collection)
+
+
 def write_corpus(folder: Path) -> list[tuple[str, str]]:
-    """One Markdown file per paragraph; returns (question, file name of its paragraph)."""
+    """One Markdown file per paragraph, all in one book (`folder/cmrc2018/`: a file directly in a corpus folder
+    would be a book of its own, and each book is ranked on its own); returns (question, source of its
+    paragraph). Paragraph files of the earlier one-book-per-file layout are removed."""
     data = json.loads(DATA.read_text(encoding="utf-8"))["data"]
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / BOOK).mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.md"):
+        old.unlink()
     questions = []
     for article in data:
         for para in article["paragraphs"]:
-            name = f"{para['id']}.md"
+            name = f"{BOOK}/{para['id']}.md"
             text = f"# {article['title']}\n\n{para['context']}\n"
             if not (folder / name).is_file() or (folder / name).read_text(encoding="utf-8") != text:
                 (folder / name).write_text(text, encoding="utf-8")

@@ -331,6 +331,9 @@ def test_the_page_picks_up_a_rebuilt_index_and_keeps_old_conversations(built, em
     fresh = Pipeline.load(replace(built, index_dir=sibling, corpus=(corpus,)), embedder=embedder)
     assert old_ids - {c.id for c in fresh.index.chunks}  # some cited passage no longer exists
 
+    at.session_state["status-open"] = True  # 索引状态 and the answers' 前后文: their content is made only when open
+    for c in turn.answer.citations:
+        at.session_state[f"feedback-0-0-context-{c.n}"] = True
     at.run()  # the next run of the page: the same session, the new index
     assert not at.exception, at.exception
     status = "\n".join(m.value for m in at.sidebar.markdown)
