@@ -47,10 +47,16 @@ EF_SEARCH = 128
 BUILD_PROPERTY = "rag.build"
 
 
+# pymilvus pings the server every 10 s even with no call in flight; milvus-lite (and any gRPC server with the
+# default ping policy) answers repeated idle pings with GOAWAY "too_many_pings" and the channel is dead for
+# the next call (seen: a publish after a 30 s build). Pings only while a call is running.
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": False}
+
+
 def client(uri: str):
     from pymilvus import MilvusClient
 
-    return MilvusClient(uri=uri)
+    return MilvusClient(uri=uri, grpc_options=GRPC_OPTIONS)
 
 
 def build_id(manifest: mf.Manifest) -> str:
