@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.chunk import chunk_corpus
+from rag.chunk import chunk_corpus, sentence_spans
 from rag.config import Settings
 from rag.errors import BuildError
 from rag.files import file_table, remove_abandoned, swap_dir
@@ -172,7 +172,25 @@ def make_index(docs: Sequence[Document], chunks: Sequence[Chunk], embedder, corp
     store = make_vector_store(embedder.dim, len(vectors), force=vector_kind)
     store.add(vectors)
     table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
-    return ix.Index(tuple(chunks), store, table, lexical, tokenizer, words, books_of(docs, titles)), computed
+    books = books_of(docs, titles)
+    passages = embed_passages(answer_passages(chunks, books, units), embedder, cache)
+    return ix.Index(tuple(chunks), store, table, lexical, tokenizer, words, books, passages=passages), computed
+
+
+def answer_passages(chunks: Sequence[Chunk], books: Sequence[Book], units: Sequence[Sequence[int]]) -> list[str]:
+    """The other texts the answer stage scores by meaning, distinct and sorted: every 目录 title and the answer
+    sentences of each chunk (rag.chunk.sentence_spans) that are not one of its sentence units. Stored with the
+    index, so the first question after a start encodes only itself (issue 12: cold start)."""
+    embedded = {tuple(u) for u in units}
+    texts = {e.title for b in books for e in b.toc if e.title}
+    for row, c in enumerate(chunks):
+        texts.update(c.text[a:b] for a, b in sentence_spans(c) if (row, a, b) not in embedded)
+    return sorted(texts)
+
+
+def embed_passages(texts: Sequence[str], embedder, cache: Path | None) -> dict[str, np.ndarray]:
+    vectors, _ = embed_texts(texts, embedder, cache)
+    return dict(zip(texts, vectors))
 
 
 def books_of(docs: Sequence[Document], titles: dict[str, str] | None = None) -> tuple[Book, ...]:

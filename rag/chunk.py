@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from rag.config import ChunkSettings
-from rag.text.fold import normalize
-from rag.text.sentences import split_sentences
+from rag.text.fold import normalize, spaceless
+from rag.text.sentences import SENTENCE_END, split_sentences
 from rag.types import Block, Chunk, Document, Page
 
 _BREAKS = "，、,：:；; "  # where an over-long sentence may be cut
+# Lines that are headings, not sentences: 「◇ 二、群众工作的历史地位」「（一）推动经济社会发展」「第一节 …」「序 言」.
+_HEADING = re.compile(r"^(?:[◇◆●■□△▲]\s*)?(?:第[一二三四五六七八九十百\d]+[章节]|[一二三四五六七八九十]+、|"
+                      r"（[一二三四五六七八九十]+）|序\s*言|目\s*录|后\s*记)")
+_FOOTMARK = re.compile(r"^\^?[①-⑳]")
+_ENDS = SENTENCE_END + "：:”’」』）)】》\"'"  # a line ending in 「：」 introduces a list: not joined to it
 
 
 @dataclass(frozen=True)
@@ -171,3 +177,43 @@ def page_span(pages: Sequence[Page], start: int, end: int) -> tuple[Page | None,
     first = pages[max(bisect.bisect_right(starts, start) - 1, 0)]
     last = pages[max(bisect.bisect_right(starts, max(end - 1, start)) - 1, 0)]
     return first, last
+
+
+def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """Sentences of a chunk as spans of chunk.text: heading lines dropped, a line broken inside a sentence
+    joined again, a footnote mark (「^①」) kept with the sentence it follows. Captions are one sentence; the
+    目录 and 版权页 are read line by line."""
+    text = chunk.text
+    if chunk.kind in ("caption", "footnote"):
+        stripped = text.strip()
+        start = text.find(stripped)
+        return [(start, start + len(stripped))] if stripped else []
+    if chunk.kind in ("toc", "front"):
+        return [(a, b) for a, b in split_sentences(text)]
+    headings = {spaceless(h)[0] for h in chunk.section}
+    spans: list[list[int]] = []
+    for a, b in split_sentences(text):
+        mark = _FOOTMARK.match(text[a:b])
+        if mark and spans:
+            spans[-1][1] = a + mark.end()
+            a += mark.end()
+            if a >= b:
+                continue
+        last = text[spans[-1][0] : spans[-1][1]] if spans else ""
+        if last and not _ends(last) and not _is_heading(last, headings):
+            spans[-1][1] = b  # the previous line stopped mid-sentence (a page or line break)
+        else:
+            spans.append([a, b])
+    return [(a, b) for a, b in spans if not _is_heading(text[a:b], headings)]
+
+
+def _ends(piece: str) -> bool:
+    return piece.rstrip()[-1:] in _ENDS or bool(re.search(r"[①-⑳]$", piece.rstrip()))
+
+
+def _is_heading(piece: str, headings: set[str]) -> bool:
+    piece = piece.strip().lstrip("#").strip()  # a Markdown heading keeps its "#" marks in the chunk text
+    if _ends(piece) or len(piece) > 40:
+        return False
+    key = spaceless(piece)[0]
+    return bool(_HEADING.match(piece)) or any(key == h or key in h for h in headings)

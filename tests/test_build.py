@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.__main__ import main
@@ -148,3 +149,39 @@ def test_force_rebuilds_an_unchanged_index(fresh, capsys) -> None:
     assert after.keys() == before.keys()
     assert all(after[name][0] != before[name][0] for name in before)  # every file written anew
     assert {n: s[1] for n, s in after.items()} == {n: s[1] for n, s in before.items()}
+
+
+class CountingEmbedder:
+    """The real embedder, counting the passages it is asked to encode."""
+
+    def __init__(self, embedder) -> None:
+        self._embedder = embedder
+        self.passages: list[str] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._embedder, name)
+
+    def encode_passages(self, texts, progress: bool = False):
+        self.passages += list(texts)
+        return self._embedder.encode_passages(texts, progress=progress)
+
+
+def test_the_answer_stage_encodes_only_the_question_after_a_start(built, embedder) -> None:
+    """The 目录 titles and the answer sentences that are not sentence units are stored by the build (with the
+    vectors the embedder gives them), so warming a loaded pipeline and answering encode no passage."""
+    from rag.answer.extract import encode_passages
+    from rag.pipeline import Pipeline
+
+    index = Index.load(built.index_dir, built, embedder)
+    titles = {e.title for b in index.books for e in b.toc if e.title}
+    assert titles and titles <= set(index.passages)
+    assert len(index.passages) > len(titles)  # answer sentences too
+    some = sorted(index.passages)[:5]
+    assert np.allclose(encode_passages(embedder, {}, some), np.stack([index.passages[t] for t in some]), atol=1e-5)
+
+    counting = CountingEmbedder(embedder)
+    pipeline = Pipeline.load(built, embedder=counting)
+    pipeline.answerer.warm()
+    pipeline.ask("第一章第二节讲什么？")
+    pipeline.ask("群众工作的地位和作用是什么？")
+    assert counting.passages == []

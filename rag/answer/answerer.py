@@ -83,9 +83,10 @@ class Answerer:
         self.llm = llm
         self.verifier = verifier or Verifier(embedder)
         self.reranker = reranker  # Callable[[Query, Sequence[Hit]], Sequence[Hit]] or None
-        self.store = SentenceStore(embedder, index.tokenizer, index.chunks, index.sentence_vectors)
+        self.store = SentenceStore(embedder, index.tokenizer, index.chunks, index.sentence_vectors,
+                                   index.passages)
         self.composer = Composer(self.store, index.chunks, index.tokenizer)
-        self.scope = Scope(facts, embedder)  # the refusal rule and the 目录 look-up by meaning
+        self.scope = Scope(facts, embedder, index.passages)  # the refusal rule and the 目录 look-up by meaning
 
     def warm(self) -> None:
         """Gather every chunk's sentence vectors and encode the 目录 titles now (the app calls this once, while

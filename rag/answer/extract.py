@@ -18,14 +18,9 @@ import numpy as np
 from rag.text.fold import spaceless as squeeze
 from rag.store.lexical import terms
 from rag.text.numerals import CN_DIGITS, ORDINAL_REF, cn_int
-from rag.text.sentences import SENTENCE_END, split_sentences
+from rag.chunk import sentence_spans
 from rag.types import Chunk
 
-# Lines that are headings, not sentences: 「◇ 二、群众工作的历史地位」「（一）推动经济社会发展」「第一节 …」「序 言」.
-_HEADING = re.compile(r"^(?:[◇◆●■□△▲]\s*)?(?:第[一二三四五六七八九十百\d]+[章节]|[一二三四五六七八九十]+、|"
-                      r"（[一二三四五六七八九十]+）|序\s*言|目\s*录|后\s*记)")
-_FOOTMARK = re.compile(r"^\^?[①-⑳]")
-_ENDS = SENTENCE_END + "：:”’」』）)】》\"'"  # a line ending in 「：」 introduces a list: not joined to it
 # Question words carry no topic; without them the weighted coverage measures the topic words only.
 QUESTION_WORDS = frozenset("""什么 哪些 哪个 哪几个 哪几 几个 多少 怎么 怎样 如何 为什么 是否 书中 书里 本书 这本书 指
     方面 主要 具体 体现 包括 内容 含义 意思 说 讲 谈 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
@@ -45,52 +40,23 @@ class Sentence:
         return self.chunk.text[self.start : self.end]
 
 
-def sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
-    """Sentences of a chunk as spans of chunk.text: heading lines dropped, a line broken inside a sentence
-    joined again, a footnote mark (「^①」) kept with the sentence it follows. Captions are one sentence; the
-    目录 and 版权页 are read line by line."""
-    text = chunk.text
-    if chunk.kind in ("caption", "footnote"):
-        stripped = text.strip()
-        start = text.find(stripped)
-        return [(start, start + len(stripped))] if stripped else []
-    if chunk.kind in ("toc", "front"):
-        return [(a, b) for a, b in split_sentences(text)]
-    headings = {squeeze(h)[0] for h in chunk.section}
-    spans: list[list[int]] = []
-    for a, b in split_sentences(text):
-        mark = _FOOTMARK.match(text[a:b])
-        if mark and spans:
-            spans[-1][1] = a + mark.end()
-            a += mark.end()
-            if a >= b:
-                continue
-        last = text[spans[-1][0] : spans[-1][1]] if spans else ""
-        if last and not _ends(last) and not _is_heading(last, headings):
-            spans[-1][1] = b  # the previous line stopped mid-sentence (a page or line break)
-        else:
-            spans.append([a, b])
-    return [(a, b) for a, b in spans if not _is_heading(text[a:b], headings)]
-
-
-def _ends(piece: str) -> bool:
-    return piece.rstrip()[-1:] in _ENDS or bool(re.search(r"[①-⑳]$", piece.rstrip()))
-
-
-def _is_heading(piece: str, headings: set[str]) -> bool:
-    piece = piece.strip().lstrip("#").strip()  # a Markdown heading keeps its "#" marks in the chunk text
-    if _ends(piece) or len(piece) > 40:
-        return False
-    key = squeeze(piece)[0]
-    return bool(_HEADING.match(piece)) or any(key == h or key in h for h in headings)
+def encode_passages(embedder, stored: dict[str, np.ndarray], texts: Sequence[str]) -> np.ndarray:
+    """Passage vectors of `texts`: the index's stored row (Index.passages) where it has one, the rest encoded
+    together in one batch."""
+    todo = [t for t in dict.fromkeys(texts) if t not in stored]
+    found = dict(zip(todo, embedder.encode_passages(todo))) if todo else {}
+    rows = [stored[t] if t in stored else found[t] for t in texts]
+    return np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, embedder.dim), np.float32)
 
 
 class SentenceStore:
     """Per-chunk sentence spans, term sets and vectors, computed on first use and shared by all threads."""
 
-    def __init__(self, embedder, tokenizer, chunks: Sequence[Chunk], index_vectors=None) -> None:
+    def __init__(self, embedder, tokenizer, chunks: Sequence[Chunk], index_vectors=None,
+                 stored: dict[str, np.ndarray] | None = None) -> None:
         self.embedder = embedder
         self.index_vectors = index_vectors  # Index.sentence_vectors: (spans, vectors) of a chunk
+        self.stored = stored or {}  # Index.passages: the answer sentences that are not sentence units
         self.tokenizer = tokenizer
         self._spans: dict[str, list[tuple[int, int]]] = {}
         self._vectors: dict[str, np.ndarray] = {}
@@ -126,8 +92,8 @@ class SentenceStore:
         return found
 
     def vectors(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
-        """Sentence vectors per chunk id: taken from the index where it embedded the very same span, the rest
-        encoded together in one batch (then cached)."""
+        """Sentence vectors per chunk id: taken from the index where it embedded or stored the very same span,
+        the rest encoded together in one batch (then cached)."""
         with self._lock:
             missing = [c for c in dict.fromkeys(chunks) if c.id not in self._vectors]
             todo: list[tuple[Chunk, int]] = []
@@ -140,7 +106,8 @@ class SentenceStore:
                              ).reshape(len(rows), dim)
                 todo += [(c, i) for i, r in enumerate(rows) if r is None]
             if todo:
-                encoded = self.embedder.encode_passages([c.text[slice(*self.spans(c)[i])] for c, i in todo])
+                encoded = encode_passages(self.embedder, self.stored,
+                                          [c.text[slice(*self.spans(c)[i])] for c, i in todo])
                 for (c, i), vec in zip(todo, encoded):
                     self._vectors[c.id][i] = vec
             return {c.id: self._vectors[c.id] for c in chunks}

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.answer.direct import BookFacts
-from rag.answer.extract import Scored
+from rag.answer.extract import Scored, encode_passages
 from rag.answer.library import Library
 from rag.types import Answer, TocEntry
 
@@ -43,18 +43,19 @@ Title = tuple[BookFacts, TocEntry, bool, np.ndarray]  # facts, 目录 row, its t
 class Scope:
     """Read-only after construction and shared by all sessions (the title vectors are made under a lock)."""
 
-    def __init__(self, facts: Library, embedder) -> None:
+    def __init__(self, facts: Library, embedder, stored: dict[str, np.ndarray] | None = None) -> None:
         self.facts = facts
         self.embedder = embedder
+        self.stored = stored or {}  # Index.passages: the titles' vectors, stored by the build
         self._vectors: list[Title] | None = None
         self._lock = threading.Lock()
 
     def titles(self, book: str | None) -> list[Title]:
-        """The 目录 titles in scope with their passage vectors (encoded once, on first use)."""
+        """The 目录 titles in scope with their passage vectors (stored in the index, or encoded on first use)."""
         with self._lock:
             if self._vectors is None:
                 rows = self.facts.titles_of(None)
-                vecs = self.embedder.encode_passages([e.title for _, e, _ in rows]) if rows else []
+                vecs = encode_passages(self.embedder, self.stored, [e.title for _, e, _ in rows])
                 self._vectors = [(f, e, loaded, v) for (f, e, loaded), v in zip(rows, vecs)]
         return [r for r in self._vectors if book is None or r[0].book.id == book]
 

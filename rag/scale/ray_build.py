@@ -273,6 +273,8 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
         cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
         fresh: set[str] = set()
         vectors, computed = local.embed_texts(texts, encoder, cache, fresh=fresh)
+        books = local.books_of(docs, titles)
+        passages = local.embed_passages(local.answer_passages(chunks, books, units), encoder, cache)
         lap("embed")
     tokenizer = Tokenizer(words)
     # the same BM25 as the local build: library-wide statistics, and each book's own (Lexical.from_terms)
@@ -280,8 +282,8 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
     store = make_vector_store(embedder.dim, len(vectors))
     store.add(vectors)
     table = np.asarray(units, dtype=np.int32).reshape(-1, 3)
-    index = ShardedIndex(tuple(chunks), store, table, lexical, tokenizer, words, local.books_of(docs, titles),
-                         raw_vectors=vectors, terms=docs_terms)
+    index = ShardedIndex(tuple(chunks), store, table, lexical, tokenizer, words, books,
+                         passages=passages, raw_vectors=vectors, terms=docs_terms)
     skipped = tuple(f"{name}：{reason}" for name, reason in skipped_files)
     manifest = local.base_manifest(settings, embedder, index, docs, skipped)
     manifest["engine"] = {"name": "ray", "actors": actors, "cpus": cpus}

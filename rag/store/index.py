@@ -9,6 +9,9 @@ Layout of `embeddings/index/` (every file is listed in manifest.json with its si
     chunks.json     the chunk table (text, section path, pages, offsets, book id)
     book.json       the books: id, title, files, 目录 rows and 版权页 fields of each
     lexicon.txt     the jieba user dictionary the BM25 index was built with (loaded again at query time)
+    passages.npy    float32 passage vectors of the other texts the answer stage scores — the 目录 titles and
+    passages.json   the answer's sentences (rag.chunk.sentence_spans) that are not a sentence unit — and
+                    their texts, so a question encodes only itself (rag/build.py answer_passages)
     bm25/           the lexical store (rag/store/lexical.py: bm25s over section path + chunk text; with two
                     or more books also book_scores.npy, the same matrix scored with each book's statistics)
 
@@ -44,6 +47,7 @@ from rag.types import Book, BookInfo, Chunk, TocEntry
 LOAD_ATTEMPTS = 3  # reads of a folder that a rebuild keeps swapping, before giving up
 MIN_UNIT_CHARS = 8  # "具体来说：" alone would match every vague question
 UNITS, CHUNKS, BOOKS, LEXICON, BM25_DIR = ("units.npy", "chunks.json", "book.json", "lexicon.txt", "bm25")
+PASSAGES, PASSAGE_TEXTS = "passages.npy", "passages.json"
 
 
 def passage_text(chunk: Chunk) -> str:
@@ -78,8 +82,9 @@ class Index:
     def __init__(self, chunks: tuple[Chunk, ...], vectors: VectorStore, units: np.ndarray,
                  lexical: LexicalStore, tokenizer: Tokenizer, lexicon: Sequence[str] = (),
                  books: Sequence[Book] = (), manifest: mf.Manifest | None = None,
-                 folder: Path | None = None) -> None:
+                 folder: Path | None = None, passages: dict[str, np.ndarray] | None = None) -> None:
         self.chunks = chunks
+        self.passages = passages or {}  # text → passage vector of the answer stage's other texts
         self.units = units  # int32 rows (chunk row, start, end), one per vector
         self.lexicon = tuple(lexicon)  # the words the tokenizer was given (saved as lexicon.txt)
         self.books = tuple(books)
@@ -188,6 +193,7 @@ class Index:
                                     encoding="utf-8")
         write_lexicon(self.lexicon, folder / LEXICON)
         self.lexical_store.save(folder / BM25_DIR)
+        write_passages(folder, self.passages)
 
     @classmethod
     def load(cls, folder: Path, settings: Settings, embedder, opener=None) -> Index:
@@ -229,7 +235,29 @@ def _open(folder: Path, manifest: mf.Manifest, settings: Settings) -> Index:
     words = read_word_list(folder / LEXICON)
     tokenizer = Tokenizer(words)
     lexical = Lexical.load(folder / BM25_DIR, tokenizer)
-    return Index(chunks, vectors, units, lexical, tokenizer, words, books, manifest, folder)
+    return Index(chunks, vectors, units, lexical, tokenizer, words, books, manifest, folder, read_passages(folder))
+
+
+def write_passages(folder: Path, passages: dict[str, np.ndarray]) -> None:
+    texts = sorted(passages)
+    rows = np.stack([passages[t] for t in texts]) if texts else np.zeros((0, 0))
+    np.save(folder / PASSAGES, np.asarray(rows, dtype=np.float32), allow_pickle=False)
+    (folder / PASSAGE_TEXTS).write_text(json.dumps(texts, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_passages(folder: Path) -> dict[str, np.ndarray]:
+    """The stored passage vectors; none for an index built before they were stored (the answer stage then
+    encodes those texts on first use). Raises IndexCorruptError when the two files disagree."""
+    if not (folder / PASSAGE_TEXTS).is_file():
+        return {}
+    try:
+        texts = json.loads((folder / PASSAGE_TEXTS).read_text(encoding="utf-8"))
+        rows = np.load(folder / PASSAGES, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"索引 {folder} 的 {PASSAGES} 无法读取（{type(exc).__name__}）。") from exc
+    if not isinstance(texts, list) or len(texts) != len(rows):
+        raise IndexCorruptError(f"索引 {folder} 的 {PASSAGE_TEXTS} 与 {PASSAGES} 不一致。请重建索引。")
+    return {str(t): row for t, row in zip(texts, rows)}
 
 
 def runs_of(labels: Sequence[str]) -> dict[str, tuple[tuple[int, int], ...]]:

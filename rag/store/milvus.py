@@ -327,4 +327,5 @@ def open_index(folder: Path, manifest: mf.Manifest, settings: Settings) -> ix.In
     dim = int(manifest.get("model", {}).get("dim", 0))
     vectors = MilvusVectors(milvus, sentences, dim, len(units), settings.scale.milvus_uri)
     lexical = MilvusLexical.open(milvus, chunks_name, folder / ix.BM25_DIR, len(chunks), tokenizer)
-    return ix.Index(chunks, vectors, units, lexical, tokenizer, words, books, manifest, folder)
+    return ix.Index(chunks, vectors, units, lexical, tokenizer, words, books, manifest, folder,
+                    ix.read_passages(folder))
