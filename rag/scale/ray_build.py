@@ -272,9 +272,11 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
         encoder = RayEncoder(embedder, settings.model, actors, progress)
         cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
         fresh: set[str] = set()
-        vectors, computed = local.embed_texts(texts, encoder, cache, fresh=fresh)
         books = local.books_of(docs, titles)
-        passages = local.embed_passages(local.answer_passages(chunks, books, units), encoder, cache)
+        extra = local.answer_passages(chunks, books, units)  # in the same pass: one actor pool, started once
+        vectors, _ = local.embed_texts(texts + extra, encoder, cache, fresh=fresh)
+        vectors, passages = vectors[:len(texts)], dict(zip(extra, vectors[len(texts):]))
+        computed = len(fresh.intersection(texts))  # sentences encoded now, as the local build counts them
         lap("embed")
     tokenizer = Tokenizer(words)
     # the same BM25 as the local build: library-wide statistics, and each book's own (Lexical.from_terms)
