@@ -290,4 +290,9 @@ def main() -> None:
                                 disabled=not turns, width="stretch")
 
 
-main()
+# The pages, named in Chinese (with a bare pages/ folder Streamlit would label this one "app", after the file);
+# the URLs stay the folder's: /练习, /教师视图.
+PAGES = [st.Page(main, title="问答", icon=":material/forum:", default=True),
+         st.Page("pages/1_练习.py", title="练习", icon=":material/edit_note:", url_path="练习"),
+         st.Page("pages/2_教师视图.py", title="教师视图", icon=":material/monitoring:", url_path="教师视图")]
+st.navigation(PAGES).run()
