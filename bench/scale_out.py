@@ -46,12 +46,12 @@ INSERT_BATCH = 10_000  # rows per milvus-lite insert call (rag.store.milvus.INSE
 # --- build throughput --------------------------------------------------------------------------------------
 
 def library(folder: Path, paragraphs: int) -> tuple[Path, Path]:
-    from bench.retrieval_cmrc import WORK, write_corpus
+    from bench.retrieval_cmrc import BOOK, WORK, write_corpus
 
     write_corpus(WORK / "corpus")
     cmrc = folder / "cmrc"
     cmrc.mkdir(parents=True)
-    for path in sorted((WORK / "corpus").glob("*.md"))[:paragraphs]:
+    for path in sorted((WORK / "corpus" / BOOK).glob("*.md"))[:paragraphs]:
         shutil.copy(path, cmrc / path.name)
     return ROOT / "corpus", cmrc
 
@@ -93,6 +93,7 @@ def build_rows(paragraphs: int) -> list[dict]:
                             ("Ray, 2 nodes × 1 CPU", 2)):
             s = replace(base, corpus=corpus, index_dir=Path(tmp) / f"run{nodes}" / "index")
             start = time.perf_counter()
+            window: tuple[float, int] | None = None
             if nodes == 0:
                 report, nodes_used = build(s, embedder=embedder, force=True), 1
             else:
@@ -100,10 +101,13 @@ def build_rows(paragraphs: int) -> list[dict]:
                     start = time.perf_counter()
                     result = build_ray(s, embedder=embedder, force=True)
                 report, nodes_used = result.report, len(result.nodes["encode"])
+                window = result.encode_window_s, result.encode_window_rows
             seconds = time.perf_counter() - start
             encode = report.timings.get("embed", report.timings.get("embed+lexical", seconds))
             rows.append({"name": name, "seconds": seconds, "sentences": report.embedded, "encode_s": encode,
-                         "nodes": nodes_used, "per_s": report.embedded / seconds})
+                         "nodes": nodes_used, "per_s": report.embedded / seconds,
+                         "window_s": window[0] if window else None,
+                         "window_per_s": window[1] / window[0] if window and window[0] > 0 else None})
             print(rows[-1], flush=True)
     return rows
 
@@ -321,13 +325,21 @@ def build_part(builds: list[dict]) -> str:
     two = next(r for r in builds if r["name"].startswith("Ray, 2"))
     lines = [f"{BUILD_HEADING} the shipped book + CMRC paragraphs, {builds[0]['sentences']} distinct sentences, "
              "empty embedding cache each time", "", f"Run {stamp()}, load {load()}.", "",
-             "| engine | build s | encode stage s | sentences/s | nodes that encoded |", "|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {r['seconds']:.1f} | {r['encode_s']:.1f} | {r['per_s']:.1f} | {r['nodes']} |"
-              for r in builds]
-    lines += ["", f"2 nodes against 1 node (1 CPU each): **{two['per_s'] / one['per_s']:.2f}×** "
+             "| engine | build s | encode stage s | sentences/s (whole build) | encoding window s | rows/s in "
+             "the window | nodes that encoded |", "|---|---|---|---|---|---|---|"]
+    cell = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+    lines += [f"| {r['name']} | {r['seconds']:.1f} | {r['encode_s']:.1f} | {r['per_s']:.1f} | "
+              f"{cell(r.get('window_s'))} | {cell(r.get('window_per_s'))} | {r['nodes']} |" for r in builds]
+    lines += ["", f"2 nodes against 1 node (1 CPU each), whole build: **{two['per_s'] / one['per_s']:.2f}×** "
               f"(target ≥ 1.6×); against the local build (both cores in one process): "
-              f"{two['per_s'] / builds[0]['per_s']:.2f}×. Each actor loads its own model (≈ 2.5 s), which "
-              "counts; the index written equals the local build's (tests/test_scale_ray.py)."]
+              f"{two['per_s'] / builds[0]['per_s']:.2f}×. The whole build counts the actor pool's start — a "
+              "worker process per actor importing Ray Data and the encoder, then loading its own model, "
+              "a fixed ≈ 5–6 s here — and the embedding cache's files; the encoding window (first batch "
+              "begun → last batch done, rows including the answer stage's passages) is the part that grows "
+              "with the corpus: 2 nodes against 1 there: "
+              + (f"**{two['window_per_s'] / one['window_per_s']:.2f}×**." if two.get("window_per_s")
+                 and one.get("window_per_s") else "not measured.")
+              + " The index written equals the local build's (tests/test_scale_ray.py)."]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ Measured on this 2-core machine (bench/RESULTS.md, "Scale-out (issue 16)", `pyth
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,10 @@ class RayBuildReport:
     report: local.BuildReport
     nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # stage → node ids that ran it
     actors: int = 0
+    # seconds from the first batch the actors began to the last they finished (started actors with their
+    # models loaded: the rate that scales with the cluster, without the pool's start), and its rows
+    encode_window_s: float = 0.0
+    encode_window_rows: int = 0
 
 
 # --- the Ray session ----------------------------------------------------------------------------------------
@@ -161,8 +166,11 @@ class EncodeBatch:
         self.node = _node()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        began = time.time()  # wall clock: comparable between the actors of one machine or NTP-synced ones
         vectors = self.embedder.encode_passages([str(t) for t in batch["text"]])
-        return {"i": batch["i"], "vector": vectors, "node": np.array([self.node] * len(vectors))}
+        n = len(vectors)
+        return {"i": batch["i"], "vector": vectors, "node": np.array([self.node] * n),
+                "began": np.full(n, began), "ended": np.full(n, time.time())}
 
 
 class RayEncoder:
@@ -173,6 +181,7 @@ class RayEncoder:
         self.model, self.actors, self.progress = model, actors, progress
         self.nodes: set[str] = set()
         self.encoded = 0
+        self.window_s, self.window_rows = 0.0, 0  # summed over the calls: see RayBuildReport
 
     def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         import ray.data
@@ -188,6 +197,9 @@ class RayEncoder:
         out.sort(key=lambda r: int(r["i"]))
         self.nodes |= {str(r["node"]) for r in out}
         self.encoded += len(out)
+        if out:
+            self.window_s += max(float(r["ended"]) for r in out) - min(float(r["began"]) for r in out)
+            self.window_rows += len(out)
         return np.stack([np.asarray(r["vector"], dtype=np.float32) for r in out])
 
 
@@ -298,4 +310,4 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
                                books=local.book_reports(manifest, local.encoded_by_book(chunks, units, fresh)))
     nodes = {"read+chunk": tuple(sorted(read_nodes)), "terms": tuple(sorted(term_nodes)),
              "encode": tuple(sorted(encoder.nodes))}
-    return RayBuildReport(report, nodes, actors)
+    return RayBuildReport(report, nodes, actors, encoder.window_s, encoder.window_rows)
