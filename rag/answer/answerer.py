@@ -207,11 +207,12 @@ class Answerer:
         for h in hits:
             spans = self.store.spans(h.chunk)
             items = [list_items(h.chunk.text[a:b]) if listing else 0 for a, b in spans]
+            cosines = (vectors[h.chunk.id] @ qvec).tolist()  # one product per chunk, not per sentence
             for i, (a, b) in enumerate(spans):
                 s = Sentence(h.chunk, a, b, h.rank, h.score)
                 if s.text.rstrip().endswith(("？", "?")):
                     continue  # the book's own rhetorical questions answer nothing
-                dense = float(vectors[h.chunk.id][i] @ qvec)
+                dense = cosines[i]
                 cov = covers(self.store.terms(s))
                 lead = Sentence(h.chunk, *spans[i - 1], 0, 0.0) if i else s
                 bonus = (self._listed(s, lead, items[i], covers) + (W_TYPE if wants(s.text) else 0.0)

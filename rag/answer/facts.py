@@ -80,15 +80,19 @@ _BOOK_WORDS = re.compile(r"图书在版编目（?CIP）?数据|在版编目数�
 _FILLER = set("的了是什么谁哪家个位在年月日时候何多少呢吗啊呀？?。，,！!：:请问一下说讲这本该此其即为由和与及都有被怎么样")
 
 
-def _parts_in(word: str, text: str) -> list[str] | None:
-    """The parts of `word` (「A…B」) found in `text` in that order, or None."""
-    parts, at = word.split("…"), 0
+def _in_order(parts: tuple[str, ...], text: str) -> bool:
+    """Whether the parts of a word (「A…B」: A, B) occur in `text` in that order."""
+    at = 0
     for part in parts:
         at = text.find(part, at)
         if at < 0:
-            return None
+            return False
         at += len(part)
-    return parts
+    return True
+
+
+# Each field's words split into their parts, upper-cased as the question is (made once, not per question).
+_FIELD_PARTS = tuple(tuple(tuple(w.upper().split("…")) for w in f.words) for f in FIELDS)
 
 
 def _residual(text: str, *remove: str) -> str:
@@ -138,8 +142,8 @@ class FrontMatter:
         q = rest = question.upper()
         asked: list[tuple[Field, int]] = []
         while True:  # the longest match first, blanked out, so 「什么时候出版的」 is not also read as 「出版的」
-            found = [(sum(map(len, p)), i, f, p) for i, f in enumerate(FIELDS) if f not in (a[0] for a in asked)
-                     and (p := next((p for w in f.words if (p := _parts_in(w.upper(), rest))), None))]
+            found = [(sum(map(len, p)), i, f, p) for i, (f, words) in enumerate(zip(FIELDS, _FIELD_PARTS))
+                     if f not in (a[0] for a in asked) and (p := next((p for p in words if _in_order(p, rest)), None))]
             if not found:
                 break
             _n, _i, field, parts = max(found, key=lambda x: (x[0], -x[1]))
