@@ -151,7 +151,7 @@ def test_grader_named_slots_foreign_roles_headings_and_traditional_script(pipeli
     assert g.grade(roles, "").score == 0 and g.grade(roles, "😀").score == 0
 
 
-def test_hand_graded_answers_agree_with_the_grader(pipeline) -> None:
+def test_hand_graded_answers_agree_with_the_grader(pipeline, tmp_path) -> None:
     rows = load_graded(GRADED)
     assert len(rows) >= 60 and {r["type"] for r in rows} == {"good", "partial", "wrong", "off-topic"}
     assert {r["grade"] for r in rows} == {0, 0.5, 1}
@@ -162,6 +162,12 @@ def test_hand_graded_answers_agree_with_the_grader(pipeline) -> None:
     # issue's target, κ ≥ 0.8 held out, is not met yet. The message shows figures only, no held-out answer.
     assert report.rows["全部"]["κ"] >= 0.76, report.rows
     assert report.rows["test（报告）"]["κ"] >= 0.70, report.rows  # held out: reported, see rag/eval/quiz.py
+    # The first 166 answers (g01–g166) keep the floors they had before the set grew (now 0.854 / 0.819).
+    first = tmp_path / "first-166.jsonl"
+    first.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:166]), encoding="utf-8")
+    earlier = quiz(pipeline, graded_path=first)
+    assert earlier.rows["全部"]["κ"] >= 0.81, earlier.rows
+    assert earlier.rows["test（报告）"]["κ"] >= 0.76, earlier.rows
     assert "全部通过" in report.notes[0]
 
 
