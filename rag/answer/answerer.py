@@ -20,7 +20,7 @@ from rag.config import Settings
 from rag.answer.library import Library
 from rag.errors import LLMError
 from rag.answer.extract import (LAST_ITEM, LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore,
-                                answer_type, coverage_of, list_items, question_terms)
+                                answer_type, asked_kind, coverage_of, list_items, question_terms)
 from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
 from rag.answer.refusal import Scope
 from rag.answer.facts import renumber
@@ -41,6 +41,7 @@ W_LIST = 0.1  # list questions: a sentence that enumerates (「A、B、C」) is 
 W_ITEM, MAX_ITEMS = 0.002, 10  # and the longer its list, the more (up to MAX_ITEMS items); both scaled by the
 # term coverage of the list and its lead sentence, so a list about something else does not outrank the sentence
 # that answers (chosen on the tune split of tests/data/book_questions.jsonl)
+W_KIND = 0.03  # … and a list whose items each name what the question asks for (asked_kind: 「有……的矛盾，有……的矛盾」)
 # The refusal rule and its thresholds: rag/answer/refusal.py.
 # English questions, measured (bench/RESULTS.md, "Reliability"): with the 4-bit e5-small the best sentence
 # for an English question about the book scores 0.77–0.80, no better than English questions the book does not
@@ -89,9 +90,10 @@ class Answerer:
         self.scope = Scope(facts, embedder, index.passages)  # the refusal rule and the 目录 look-up by meaning
 
     def warm(self) -> None:
-        """Gather every chunk's sentence vectors and encode the 目录 titles now (the app calls this once, while
-        the page loads) instead of in the first question that needs them."""
+        """Gather every chunk's sentence vectors and terms and encode the 目录 titles now (the app calls this
+        once, while the page loads) instead of in the first question that needs them."""
         self.store.vectors(self.index.chunks)
+        self.store.holding(frozenset())  # its index of the sentences' terms
         self.scope.titles(None)
 
     # --- public ---------------------------------------------------------------------------------------------
@@ -199,6 +201,7 @@ class Answerer:
         if not hits:
             return []
         listing = bool(LIST_QUESTION.search(text))
+        kind = asked_kind(tok, own or text) if listing else None
         wants = answer_type(own or text)
         quoted = [squeeze(m)[0] for m in re.findall(r"[“「\"]([^”」\"]{1,12})[”」\"]", own or text)]
         vectors = self.store.vectors([h.chunk for h in hits])
@@ -215,19 +218,20 @@ class Answerer:
                 dense = cosines[i]
                 cov = covers(self.store.terms(s))
                 lead = Sentence(h.chunk, *spans[i - 1], 0, 0.0) if i else s
-                bonus = (self._listed(s, lead, items[i], covers) + (W_TYPE if wants(s.text) else 0.0)
+                bonus = (self._listed(s, lead, items[i], covers, kind) + (W_TYPE if wants(s.text) else 0.0)
                          + (W_QUOTE if quoted and all(t in squeeze(s.text)[0] for t in quoted) else 0.0))
                 score = W_DENSE * dense + W_COVER * cov + W_RANK / h.rank + bonus
                 scored.append(Scored(s, score, dense, cov))
         return sorted(scored, key=lambda x: -x.score)
 
-    def _listed(self, s: Sentence, lead: Sentence, items: int, covers) -> float:
+    def _listed(self, s: Sentence, lead: Sentence, items: int, covers, kind: str | None = None) -> float:
         """List questions: a sentence enumerating three or more items gains W_LIST (+ W_ITEM per item), scaled
         by how much of the question it and the sentence before it name — a list is about what its lead says
         (「……一项重要工作是正确处理人民内部矛盾。有经济发展中的矛盾，有……」)."""
         if items < 3:
             return 0.0
-        return (W_LIST + W_ITEM * (min(items, MAX_ITEMS) - 3)) * covers(self.store.terms(s) | self.store.terms(lead))
+        named = W_KIND if kind and s.text.count(kind) >= 3 else 0.0
+        return named + (W_LIST + W_ITEM * (min(items, MAX_ITEMS) - 3)) * covers(self.store.terms(s) | self.store.terms(lead))
 
     def _pool(self, hits: Sequence[Hit], qterms: frozenset[str]) -> list[Hit]:
         """The body hits, plus any chunk holding a sentence that covers most of the question's terms (a cheap
@@ -236,11 +240,12 @@ class Answerer:
         have = {h.chunk.id for h in pool}
         covers = coverage_of(self.store, qterms)
         extra: list[tuple[float, Hit]] = []
-        for c in self.index.chunks:
-            if c.id in have or c.kind in ("toc", "front"):
+        # a sentence without any of the question's terms covers nothing: only those holding one are looked at
+        for row, sentences in self.store.holding(qterms).items():
+            c = self.store.chunks[row]
+            if c.id in have:
                 continue
-            best = max((covers(self.store.terms(Sentence(c, a, b, 0, 0.0)))
-                        for a, b in self.store.spans(c)), default=0.0)
+            best = max(covers(self.store.terms(s)) for s in sentences)
             if best >= POOL_COVERAGE:
                 extra.append((best, Hit(c, 0.0, len(hits) + 1)))
         extra.sort(key=lambda x: -x[0])

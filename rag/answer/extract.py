@@ -62,6 +62,8 @@ class SentenceStore:
         self._vectors: dict[str, np.ndarray] = {}
         self._terms: dict[tuple[str, int], frozenset[str]] = {}
         self._lock = threading.Lock()
+        self.chunks = tuple(chunks)
+        self._postings: dict[str, list[tuple[int, int, int]]] | None = None  # see holding
         self.idf = self._idf(chunks)
 
     def _idf(self, chunks: Sequence[Chunk]) -> dict[str, float]:
@@ -89,6 +91,24 @@ class SentenceStore:
         if found is None:
             found = frozenset(terms(self.tokenizer, s.text))
             self._terms[key] = found
+        return found
+
+    def holding(self, words: frozenset[str]) -> dict[int, list[Sentence]]:
+        """The body sentences (not 目录 or 版权页 lines) holding any of `words`, by row of the store's chunks,
+        rows in order: an inverted index over every body sentence's terms, built on first use (the
+        answerer's warm), so a lexical search over the book's sentences looks at these only."""
+        if self._postings is None:
+            postings: dict[str, list[tuple[int, int, int]]] = {}
+            for row, c in enumerate(self.chunks):
+                if c.kind in ("toc", "front"):
+                    continue
+                for a, b in self.spans(c):
+                    for t in self.terms(Sentence(c, a, b, 0, 0.0)):
+                        postings.setdefault(t, []).append((row, a, b))
+            self._postings = postings
+        found: dict[int, list[Sentence]] = {}
+        for row, a, b in sorted({p for w in words for p in self._postings.get(w, ())}):
+            found.setdefault(row, []).append(Sentence(self.chunks[row], a, b, 0, 0.0))
         return found
 
     def vectors(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
@@ -133,6 +153,14 @@ class Scored:
 
 def question_terms(tokenizer, question: str) -> frozenset[str]:
     return frozenset(t for t in terms(tokenizer, question) if t not in QUESTION_WORDS)
+
+
+def asked_kind(tokenizer, question: str) -> str | None:
+    """What a list question asks for: the head of its last word that is not a question word — a Chinese
+    compound ends in its head, so its last two characters (「书中列举了哪些方面的人民内部矛盾？」 → 人民内部矛盾
+    → 矛盾). A list whose items each name it (「有……的矛盾，有……的矛盾」) lists that kind."""
+    words = [t for t in tokenizer.tokens(question) if t not in QUESTION_WORDS]
+    return words[-1][-2:] if words else None
 
 
 def coverage(store: SentenceStore, qterms: frozenset[str], have: frozenset[str]) -> float:

@@ -41,6 +41,7 @@ class Tokenizer:
         jieba.setLogLevel(logging.WARNING)
         self._jieba = jieba.Tokenizer()
         self._lock = threading.Lock()
+        self._recent: dict[str, list[str]] = {}  # tokens() of the last RECENT texts (see tokens)
         freq, total = base_dictionary(cache_dir)
         with self._lock:
             self._jieba.FREQ, self._jieba.total = dict(freq), total  # own copy: add_words changes it
@@ -54,6 +55,7 @@ class Tokenizer:
                 w = squeeze(w)
                 if len(w) >= 2:
                     self._jieba.add_word(w, freq=max(self._jieba.suggest_freq(w, False), 10))
+            self._recent.clear()
 
     def tokenize(self, s: str) -> list[tuple[str, int, int]]:
         """(word, start, end) over the normalised text; offsets are valid in `s` too (for highlighting)."""
@@ -61,10 +63,23 @@ class Tokenizer:
         return [(w, a, b) for w, a, b in self._jieba.tokenize(n, HMM=True) if not w.isspace()]
 
     def tokens(self, s: str) -> list[str]:
-        """Lower-cased words for BM25: no punctuation, no spaces, no stop words."""
-        n = normalize(s).lower()
-        return [w for w in self._jieba.lcut(n, HMM=True) if _is_word(w) and w not in STOP_WORDS]
+        """Lower-cased words for BM25: no punctuation, no spaces, no stop words.
 
+        One question is tokenized by several stages (lexical search, the answer stage's terms, the refusal
+        checks): the last RECENT texts' tokens are kept, so each is cut once per question. So few that a
+        question asked again later is cut again (a benchmark's repeated rounds measure the real work)."""
+        found = self._recent.get(s)
+        if found is None:
+            n = normalize(s).lower()
+            found = [w for w in self._jieba.lcut(n, HMM=True) if _is_word(w) and w not in STOP_WORDS]
+            with self._lock:
+                self._recent[s] = found
+                while len(self._recent) > RECENT:
+                    del self._recent[next(iter(self._recent))]
+        return list(found)
+
+
+RECENT = 8  # texts whose tokens Tokenizer.tokens keeps
 
 _BASE: tuple[dict[str, int], int] | None = None
 _BASE_LOCK = threading.Lock()
