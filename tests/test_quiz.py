@@ -158,10 +158,10 @@ def test_hand_graded_answers_agree_with_the_grader(pipeline, tmp_path) -> None:
     assert all(r["split"] == graded_split(r["id"]) for r in rows)  # fixed by the id, never chosen by hand
     assert len({r["id"] for r in rows}) == len(rows) >= 150
     report = quiz(pipeline)
-    # Floors under today's figures on the 286 answers (held out 0.720, all 0.773; bench/RESULTS.md): the
-    # issue's target, κ ≥ 0.8 held out, is not met yet. The message shows figures only, no held-out answer.
+    # Floors under today's figures on the 376 answers (held out 0.753, tune 0.795, all 0.776; bench/RESULTS.md):
+    # the target, κ ≥ 0.8 held out, is not met yet. The message shows figures only, no held-out answer.
     assert report.rows["全部"]["κ"] >= 0.76, report.rows
-    assert report.rows["test（报告）"]["κ"] >= 0.70, report.rows  # held out: reported, see rag/eval/quiz.py
+    assert report.rows["test（报告）"]["κ"] >= 0.73, report.rows  # held out: reported, see rag/eval/quiz.py
     # The first 166 answers (g01–g166) keep the floors they had before the set grew (now 0.854 / 0.819).
     first = tmp_path / "first-166.jsonl"
     first.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:166]), encoding="utf-8")
