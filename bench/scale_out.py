@@ -107,7 +107,8 @@ def build_rows(paragraphs: int) -> list[dict]:
             rows.append({"name": name, "seconds": seconds, "sentences": report.embedded, "encode_s": encode,
                          "nodes": nodes_used, "per_s": report.embedded / seconds,
                          "window_s": window[0] if window else None,
-                         "window_per_s": window[1] / window[0] if window and window[0] > 0 else None})
+                         "window_per_s": window[1] / window[0] if window and window[0] > 0 else None,
+                         "stages": {k: round(v, 2) for k, v in report.timings.items()}})
             print(rows[-1], flush=True)
     return rows
 
@@ -254,7 +255,11 @@ def depth_row(depth: int, stores: dict[str, tuple], qvecs: np.ndarray, texts: li
 
 def serving_row(n: int, queries: int, depths: list[int], uri: str, server_pid: int,
                 batch: int = INSERT_BATCH) -> dict:
-    """Load n synthetic chunks once into FAISS HNSW + bm25s and into milvus-lite, then query every depth."""
+    """n synthetic chunks: FAISS HNSW + bm25s loaded and queried at every depth first, then freed (only the
+    vectors, the terms and BM25's statistics kept), then milvus-lite loaded and queried at every depth, so
+    the two engines never hold the corpus at the same time (at 1M both together did not fit in 24 GB)."""
+    import gc
+
     from bench.common import rss_mb
     from bench.perf_scale import base_vectors, synthetic
     from rag.config import RetrieveSettings
@@ -277,30 +282,36 @@ def serving_row(n: int, queries: int, depths: list[int], uri: str, server_pid: i
     t = time.perf_counter()
     lexical = Lexical.from_terms(docs, tokenizer)
     local_bm25 = time.perf_counter() - t
-    print({"n": n, "local_hnsw_s": local_hnsw, "local_bm25_s": local_bm25, "load": load()}, flush=True)
+    out = {"n": n, "queries": queries, "local_hnsw_s": local_hnsw, "local_bm25_s": local_bm25,
+           "local_rss_mb": rss_mb()}
+    print(out | {"load": load()}, flush=True)
+    refs = references(vectors, lexical, qvecs, texts, s)
+    rows = {d: depth_row(d, {"faiss": (store, lexical)}, qvecs, texts, refs, s) for d in depths}
+    for d in depths:
+        print({"n": n} | rows[d], flush=True)
+    vocab = dict(lexical._bm25.vocab_dict)
+    df = np.diff(np.asarray(lexical._bm25.scores["indptr"]))
+    del store, lexical
+    gc.collect()
 
     milvus = mv.client(uri)
     sentences, chunks = mv.collection_names("bench", str(n))
     for name in (sentences, chunks):
         if milvus.has_collection(name):
             milvus.drop_collection(name)
-    vocab = lexical._bm25.vocab_dict
     milvus_times = load_milvus(milvus, sentences, chunks, vectors, docs, vocab, batch)
     del docs
+    gc.collect()
     m_vectors = mv.MilvusVectors(milvus, sentences, vectors.shape[1], n, uri)
-    df = np.diff(np.asarray(lexical._bm25.scores["indptr"]))
-    m_lexical = mv.MilvusLexical(milvus, chunks, dict(vocab), df, n, tokenizer)
-    out = {"n": n, "queries": queries, "local_hnsw_s": local_hnsw, "local_bm25_s": local_bm25,
-           **milvus_times, "milvus_build_s": sum(milvus_times.values()), "insert_batch": batch,
-           "milvus_rss_mb": rss_mb(server_pid), "bench_rss_mb": rss_mb()}
+    m_lexical = mv.MilvusLexical(milvus, chunks, vocab, df, n, tokenizer)
+    out |= {**milvus_times, "milvus_build_s": sum(milvus_times.values()), "insert_batch": batch,
+            "milvus_rss_mb": rss_mb(server_pid), "bench_rss_mb": rss_mb()}
     print(out, flush=True)
-
-    refs = references(vectors, lexical, qvecs, texts, s)
-    stores = {"faiss": (store, lexical), "milvus": (m_vectors, m_lexical)}
     out["depths"] = []
     for depth in depths:
-        out["depths"].append(depth_row(depth, stores, qvecs, texts, refs, s))
-        print({"n": n} | out["depths"][-1], flush=True)
+        m = depth_row(depth, {"milvus": (m_vectors, m_lexical)}, qvecs, texts, refs, s)
+        out["depths"].append(rows[depth] | m | {"load": f"{rows[depth]['load']} / {m['load']}"})
+        print({"n": n} | m | {"milvus_rss_mb": rss_mb(server_pid)}, flush=True)
     out["milvus_rss_after_mb"] = rss_mb(server_pid)
     for name in (sentences, chunks):
         milvus.drop_collection(name)

@@ -87,7 +87,7 @@ class ScaleSettings:
     build_engine: str = "local"  # "local" (one process) or "ray" (a Ray cluster). RAG_BUILD_ENGINE
     ray_address: str | None = None  # "HOST:PORT" of a running cluster; None starts one here. RAG_RAY_ADDRESS
     ray_node_ip: str | None = None  # this machine's IP for Ray; None: 127.0.0.1 for a local cluster. RAG_RAY_NODE_IP
-    ray_actors: int = 0  # encoder actors (one ONNX session, one CPU each); 0 = one per CPU of the cluster. RAG_RAY_ACTORS
+    ray_actors: int = 0  # build worker actors (one ONNX session, one CPU each); 0 = one per CPU of the cluster. RAG_RAY_ACTORS
     vector_backend: str = "faiss"  # "faiss" (in-process, the default) or "milvus". RAG_VECTOR_BACKEND
     milvus_uri: str = "http://127.0.0.1:19530"  # RAG_MILVUS_URI
     milvus_collection: str = "rag"  # the alias readers follow; one collection pair per build. RAG_MILVUS_COLLECTION

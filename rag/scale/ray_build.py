@@ -1,16 +1,17 @@
 """The Ray build engine (`rag build --engine ray`): the local build's stages spread over a Ray cluster.
 
-Books are read and chunked as Ray tasks (one per corpus file), sentences are encoded by a pool of actors
-(ray.data map_batches, ActorPoolStrategy: one ONNX session with one thread on one CPU each) and the BM25 terms
-(jieba + the book lexicon, rag.store.lexical.terms) are computed by Ray tasks. The driver keeps what is cheap
-and order-sensitive: the sentence units, the lexicon, the BM25 matrix and the FAISS store, assembled exactly as
-rag/build.py does, so the index equals the local build's (vectors bitwise: the encoder sees one text per run,
-so a vector depends on its text alone; chunk ids and terms exactly). The folder is written by the same
-write_index, plus Parquet shards of (chunk id, sentence span, vector) and (chunk id, terms), listed in the
-manifest, for engines that read the library in parallel.
+One BuildWorker actor per CPU of the cluster (one Ray CPU, one ONNX session with one thread each) does the
+spread-out work, each call on whichever worker is free (ray.util.ActorPool): books read and chunked (one call
+per corpus file), the BM25 terms (jieba + the book lexicon, rag.store.lexical.terms) in parts, and the
+sentences encoded in batches. The driver keeps what is cheap and order-sensitive: the sentence units, the
+lexicon, the BM25 matrix and the FAISS store, assembled exactly as rag/build.py does, so the index equals the
+local build's (vectors bitwise: the encoder sees one text per run, so a vector depends on its text alone;
+chunk ids and terms exactly). The folder is written by the same write_index, plus Parquet shards of
+(chunk id, sentence span, vector) and (chunk id, terms), listed in the manifest, for engines that read the
+library in parallel.
 
 The embedding cache (embeddings/cache, keyed by model fingerprint and text hash) lives with the driver: a
-re-run after one book changed sends only that book's new sentences to the actors.
+re-run after one book changed sends only that book's new sentences to the workers.
 
 Measured on this 2-core machine (bench/RESULTS.md, "Scale-out (issue 16)", `python -m bench.scale_out`).
 """
@@ -102,40 +103,19 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-# --- stage 1: books read and chunked as tasks -----------------------------------------------------------
+# --- the workers: one actor per CPU does every stage ------------------------------------------------------
 
-def _read_and_chunk(path: Path, root: Path, chunking) -> tuple[Document | None, list[Chunk], list[str], str]:
-    """One book file of the corpus plan → (document, its chunks, skip reasons or notices, node id): what
-    load_corpus and chunk_corpus do for that file."""
+def _read_and_chunk(path: Path, root: Path, chunking) -> tuple[Document | None, list[Chunk], list[str]]:
+    """One book file of the corpus plan → (document, its chunks, skip reasons or notices): what load_corpus
+    and chunk_corpus do for that file."""
     from rag.chunk import chunk_document
 
     try:
         doc, notices = read_file(path, root)
     except CorpusError as exc:
-        return None, [], [str(exc)], _node()
-    return doc, chunk_document(doc, chunking), notices, _node()
+        return None, [], [str(exc)]
+    return doc, chunk_document(doc, chunking), notices
 
-
-def read_corpus(ray, settings: Settings) -> tuple[list[Document], list[Chunk], list[tuple[str, str]], set,
-                                                  dict[str, str]]:
-    """The documents (in corpus order, as rag.ingest.corpus.plan_corpus sorts the files), their chunks, the
-    skipped files and page notices, the nodes that read them, and the titles from metadata files."""
-    plan = plan_corpus(list(settings.corpus))
-    task = ray.remote(_read_and_chunk).options(num_cpus=1, scheduling_strategy="SPREAD")
-    results = ray.get([task.remote(p, r, settings.chunk) for p, r in plan.files])
-    docs, chunks, skipped, nodes = [], [], list(plan.skipped), set()
-    for (path, root), (doc, doc_chunks, notes, node) in zip(plan.files, results):
-        nodes.add(node)
-        skipped += [(doc.source if doc else path.relative_to(root).as_posix(), n) for n in notes]
-        if doc is not None:
-            docs.append(doc)
-            chunks.extend(doc_chunks)
-    if not docs:
-        raise no_documents(list(settings.corpus), skipped)
-    return docs, chunks, skipped, nodes, plan.titles
-
-
-# --- stage 2: sentences encoded by a pool of actors ----------------------------------------------------
 
 def _one_thread_embedder(model: ModelSettings):
     """An embedder whose engine uses one thread (the actor holds one Ray CPU): for the ONNX backends the same
@@ -155,8 +135,12 @@ def _one_thread_embedder(model: ModelSettings):
     return em.Embedder(encoder, model.name, onnx_fingerprint(backend, source, sha256), model.batch_size, backend)
 
 
-class EncodeBatch:
-    """The map_batches actor: one model per actor, loaded once; refuses a model other than the driver's."""
+class BuildWorker:
+    """The build's actor, one per CPU of the cluster (one Ray CPU each): it reads and chunks book files,
+    computes BM25 terms and encodes sentences with its own one-thread model. One process per CPU, started
+    and its model loaded once for the whole build: separate tasks for reading and terms, then a Ray Data
+    actor pool for encoding, started a worker process per stage (≈ 6 s of a 44 s build, bench/RESULTS.md).
+    Refuses a model other than the driver's. Every call also says which node ran it."""
 
     def __init__(self, model: ModelSettings, fingerprint: str) -> None:
         self.embedder = _one_thread_embedder(model)
@@ -165,57 +149,93 @@ class EncodeBatch:
                              f"（{self.embedder.fingerprint[:12]} ≠ {fingerprint[:12]}）。请在每台机器上执行 make model。")
         self.node = _node()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def read(self, path: Path, root: Path, chunking) -> tuple[tuple[Document | None, list[Chunk], list[str]], str]:
+        return _read_and_chunk(path, root, chunking), self.node
+
+    def terms(self, words: Sequence[str], texts: Sequence[str]) -> tuple[list[list[str]], str]:
+        tokenizer = Tokenizer(words)
+        return [terms(tokenizer, t) for t in texts], self.node
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, str, float, float]:
         began = time.time()  # wall clock: comparable between the actors of one machine or NTP-synced ones
-        vectors = self.embedder.encode_passages([str(t) for t in batch["text"]])
-        n = len(vectors)
-        return {"i": batch["i"], "vector": vectors, "node": np.array([self.node] * n),
-                "began": np.full(n, began), "ended": np.full(n, time.time())}
+        vectors = self.embedder.encode_passages(list(texts))
+        return vectors, self.node, began, time.time()
+
+
+class Workers:
+    """The pool of BuildWorker actors; `map` runs calls on whichever actor is free, results in input order."""
+
+    def __init__(self, ray, model: ModelSettings, fingerprint: str, actors: int) -> None:
+        from ray.util import ActorPool
+
+        worker = ray.remote(num_cpus=1)(BuildWorker).options(scheduling_strategy="SPREAD")
+        self.actors = [worker.remote(model, fingerprint) for _ in range(actors)]
+        self.pool = ActorPool(self.actors)
+
+    def map(self, method: str, items: Sequence[tuple]) -> list:
+        return list(self.imap(method, items))
+
+    def imap(self, method: str, items: Sequence[tuple]) -> Iterator:
+        return self.pool.map(lambda actor, args: getattr(actor, method).remote(*args), items)
+
+    def stop(self, ray) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def read_corpus(workers: Workers, settings: Settings) -> tuple[list[Document], list[Chunk], list[tuple[str, str]],
+                                                               set, dict[str, str]]:
+    """The documents (in corpus order, as rag.ingest.corpus.plan_corpus sorts the files), their chunks, the
+    skipped files and page notices, the nodes that read them, and the titles from metadata files."""
+    plan = plan_corpus(list(settings.corpus))
+    results = workers.map("read", [(p, r, settings.chunk) for p, r in plan.files])
+    docs, chunks, skipped, nodes = [], [], list(plan.skipped), set()
+    for (path, root), ((doc, doc_chunks, notes), node) in zip(plan.files, results):
+        nodes.add(node)
+        skipped += [(doc.source if doc else path.relative_to(root).as_posix(), n) for n in notes]
+        if doc is not None:
+            docs.append(doc)
+            chunks.extend(doc_chunks)
+    if not docs:
+        raise no_documents(list(settings.corpus), skipped)
+    return docs, chunks, skipped, nodes, plan.titles
+
+
+def remote_terms(ray, workers: Workers, words: Sequence[str], texts: Sequence[str]) -> tuple[list[list[str]], set]:
+    """BM25 terms of every text, in order, computed by the workers in parts (4 per actor, for balance)."""
+    words_ref = ray.put(list(words))
+    size = -(-len(texts) // max(1, 4 * len(workers.actors))) or 1
+    results = workers.map("terms", [(words_ref, texts[lo:lo + size]) for lo in range(0, len(texts), size)])
+    return [d for docs, _ in results for d in docs], {node for _, node in results}
 
 
 class RayEncoder:
-    """What embed_texts needs of an embedder (dim, fingerprint, encode_passages), encoding on the actors."""
+    """What embed_texts needs of an embedder (dim, fingerprint, encode_passages), encoding on the workers in
+    batches of ENCODE_BATCH sentences, each batch on whichever worker is free."""
 
-    def __init__(self, embedder, model: ModelSettings, actors: int, progress: bool = False) -> None:
+    def __init__(self, embedder, workers: Workers, progress: bool = False) -> None:
         self.dim, self.fingerprint = embedder.dim, embedder.fingerprint
-        self.model, self.actors, self.progress = model, actors, progress
+        self.workers, self.progress = workers, progress
         self.nodes: set[str] = set()
         self.encoded = 0
         self.window_s, self.window_rows = 0.0, 0  # summed over the calls: see RayBuildReport
 
     def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        import ray.data
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        from tqdm import tqdm
 
-        ray.data.DataContext.get_current().enable_progress_bars = self.progress
-        rows = [{"i": i, "text": t} for i, t in enumerate(texts)]
-        blocks = max(1, min(len(rows), 4 * self.actors, -(-len(rows) // ENCODE_BATCH)))
-        out = (ray.data.from_items(rows, override_num_blocks=blocks)
-               .map_batches(EncodeBatch, fn_constructor_kwargs={"model": self.model, "fingerprint": self.fingerprint},
-                            batch_size=ENCODE_BATCH, batch_format="numpy", num_cpus=1,
-                            compute=ray.data.ActorPoolStrategy(size=self.actors))
-               .take_all())
-        out.sort(key=lambda r: int(r["i"]))
-        self.nodes |= {str(r["node"]) for r in out}
-        self.encoded += len(out)
-        if out:
-            self.window_s += max(float(r["ended"]) for r in out) - min(float(r["began"]) for r in out)
-            self.window_rows += len(out)
-        return np.stack([np.asarray(r["vector"], dtype=np.float32) for r in out])
-
-
-# --- stage 3: BM25 terms in Ray tasks -----------------------------------------------------------------
-
-def _terms_part(words: Sequence[str], texts: Sequence[str]) -> tuple[list[list[str]], str]:
-    tokenizer = Tokenizer(words)
-    return [terms(tokenizer, t) for t in texts], _node()
-
-
-def remote_terms(ray, words: Sequence[str], texts: Sequence[str], parts: int) -> tuple[list[list[str]], set]:
-    task = ray.remote(_terms_part).options(num_cpus=1, scheduling_strategy="SPREAD")
-    words_ref = ray.put(list(words))
-    size = -(-len(texts) // max(1, parts)) or 1
-    results = ray.get([task.remote(words_ref, texts[lo:lo + size]) for lo in range(0, len(texts), size)])
-    return [d for docs, _ in results for d in docs], {node for _, node in results}
+        batches = [(list(texts[lo:lo + ENCODE_BATCH]),) for lo in range(0, len(texts), ENCODE_BATCH)]
+        out = []
+        with tqdm(total=len(texts), desc="编码", unit="句", disable=not (self.progress or progress)) as bar:
+            for got in self.workers.imap("encode", batches):
+                out.append(got)
+                bar.update(len(got[0]))
+        self.nodes |= {node for _, node, _, _ in out}
+        self.encoded += len(texts)
+        self.window_s += max(end for *_, end in out) - min(began for _, _, began, _ in out)
+        self.window_rows += len(texts)
+        return np.concatenate([np.asarray(v, dtype=np.float32) for v, *_ in out])
 
 
 # --- the index, with its Parquet shards ----------------------------------------------------------------
@@ -270,26 +290,29 @@ def build_ray(settings: Settings, *, embedder=None, progress: bool = False, forc
     with ray_session(settings.scale) as ray:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = settings.scale.ray_actors or cpus
-        lap("ray")
-        docs, chunks, skipped_files, read_nodes, titles = read_corpus(ray, settings)
-        lap("ingest+chunk")
         if embedder is None:
             embedder = local.load_embedder(settings.model)  # the fingerprint and dim; the actors encode
-        lap("model")
-        words = local.book_lexicon(docs, settings.corpus)
-        docs_terms, term_nodes = remote_terms(ray, words, [ix.passage_text(c) for c in chunks], cpus)
-        lap("terms")
-        units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
-        texts = [chunks[row].text[a:b] for row, a, b in units]
-        encoder = RayEncoder(embedder, settings.model, actors, progress)
-        cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
-        fresh: set[str] = set()
-        books = local.books_of(docs, titles)
-        extra = local.answer_passages(chunks, books, units)  # in the same pass: one actor pool, started once
-        vectors, _ = local.embed_texts(texts + extra, encoder, cache, fresh=fresh)
-        vectors, passages = vectors[:len(texts)], dict(zip(extra, vectors[len(texts):]))
-        computed = len(fresh.intersection(texts))  # sentences encoded now, as the local build counts them
-        lap("embed")
+        workers = Workers(ray, settings.model, embedder.fingerprint, actors)  # they start while we go on
+        lap("ray")
+        try:
+            docs, chunks, skipped_files, read_nodes, titles = read_corpus(workers, settings)
+            lap("ingest+chunk")
+            words = local.book_lexicon(docs, settings.corpus)
+            docs_terms, term_nodes = remote_terms(ray, workers, words, [ix.passage_text(c) for c in chunks])
+            lap("terms")
+            units = [(row, a, b) for row, c in enumerate(chunks) for a, b in ix.sentence_units(c)]
+            texts = [chunks[row].text[a:b] for row, a, b in units]
+            encoder = RayEncoder(embedder, workers, progress)
+            cache = settings.index_dir.parent / "cache" / "embeddings" / embedder.fingerprint[:16]
+            fresh: set[str] = set()
+            books = local.books_of(docs, titles)
+            extra = local.answer_passages(chunks, books, units)  # in the same pass as the sentences
+            vectors, _ = local.embed_texts(texts + extra, encoder, cache, fresh=fresh)
+            vectors, passages = vectors[:len(texts)], dict(zip(extra, vectors[len(texts):]))
+            computed = len(fresh.intersection(texts))  # sentences encoded now, as the local build counts them
+            lap("embed")
+        finally:
+            workers.stop(ray)
     tokenizer = Tokenizer(words)
     # the same BM25 as the local build: library-wide statistics, and each book's own (Lexical.from_terms)
     lexical = Lexical.from_terms(docs_terms, tokenizer, list(ix.runs_of([c.book for c in chunks]).values()))
