@@ -13,6 +13,8 @@ import json
 import re
 import secrets
 import sqlite3
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +34,8 @@ CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY, token TEXT NOT NULL,
     item TEXT NOT NULL, kind TEXT NOT NULL, book TEXT, chapter TEXT, section TEXT, page TEXT,
     score REAL NOT NULL);
 """
+_SETUP = threading.Lock()  # one thread of this process sets a file up (WAL, tables); the others wait
+_READY: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,15 @@ class History:
         self.settings = settings or HistorySettings.from_env()
 
     def _connect(self) -> sqlite3.Connection:
-        self.settings.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.settings.path, timeout=10, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(SCHEMA)
+        path = self.settings.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh, key = not path.exists(), str(path.resolve())
+        con = sqlite3.connect(path, timeout=10, isolation_level=None)
+        if fresh or key not in _READY:
+            with _SETUP:
+                if fresh or key not in _READY:
+                    _set_up(con)
+                    _READY.add(key)
         return con
 
     def load(self, token: str) -> list[dict[str, Any]]:
@@ -163,6 +172,20 @@ class History:
             return [dict(r) for r in con.execute(f"SELECT {cols} FROM {table} ORDER BY at")]  # noqa: S608
         finally:
             con.close()
+
+
+def _set_up(con: sqlite3.Connection, tries: int = 100) -> None:
+    """WAL and the tables, once per file and process. Switching the journal mode takes the file's lock
+    without waiting on the busy timeout, so a second process setting the same file up is waited out here."""
+    for attempt in range(tries):
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _now() -> str:
