@@ -22,7 +22,6 @@ written then keeps the other part as RESULTS.md has it (when it is there under i
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import subprocess
@@ -56,26 +55,10 @@ def library(folder: Path, paragraphs: int) -> tuple[Path, Path]:
     return ROOT / "corpus", cmrc
 
 
-@contextmanager
 def cluster(nodes: int):
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-    from ray.cluster_utils import Cluster
+    from rag.scale.ray_build import local_cluster
 
-    from rag.scale.ray_build import stay_on_loopback
-
-    stay_on_loopback()
-    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 150 * 2**20}
-    c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    for _ in range(nodes - 1):
-        c.add_node(**node)
-    ray.init(address=c.address, _node_ip_address="127.0.0.1", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}})
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        c.shutdown()
+    return local_cluster(nodes)
 
 
 def build_rows(paragraphs: int) -> list[dict]:

@@ -9,7 +9,6 @@ book changed encodes only that book's new sentences.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,23 +33,10 @@ SECOND_BOOK = """# 社区工作手册
 
 @pytest.fixture(scope="module")
 def cluster():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-    from ray.cluster_utils import Cluster
+    from rag.scale.ray_build import local_cluster
 
-    from rag.scale.ray_build import stay_on_loopback
-
-    stay_on_loopback()
-    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20}
-    c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    c.add_node(**node)
-    ray.init(address=c.address, _node_ip_address="127.0.0.1", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}})
-    try:
+    with local_cluster(nodes=2, object_store_bytes=100 * 2**20) as c:
         yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -97,6 +97,61 @@ def stay_on_loopback() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+CLUSTER_ATTEMPTS = 3  # a node whose raylet does not register within Ray's fixed 30 s is started again
+
+
+@contextmanager
+def local_cluster(nodes: int, object_store_bytes: int = 150 * 2**20) -> Iterator[Any]:
+    """A cluster of `nodes` one-CPU nodes on this machine (loopback only, no dashboard, no usage report), this
+    driver connected to it; stopped on exit. For benchmarks and tests of the Ray engine. A node that fails to
+    start (Ray waits a fixed 30 s for its raylet to register; on a loaded 2-core machine that has run out) is
+    cleaned up — the processes it started, killed — and the whole cluster started again, up to
+    CLUSTER_ATTEMPTS times; the last failure is raised with the tail of Ray's own logs."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import psutil
+    import ray
+    from ray.cluster_utils import Cluster
+
+    stay_on_loopback()
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": object_store_bytes}
+    workers = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    me = psutil.Process()
+    for attempt in range(1, CLUSTER_ATTEMPTS + 1):
+        before = {p.pid for p in me.children(recursive=True)}
+        c = Cluster()
+        try:
+            c.add_node(**node, include_dashboard=False)
+            for _ in range(nodes - 1):
+                c.add_node(**node)
+            ray.init(address=c.address, _node_ip_address="127.0.0.1", log_to_driver=False,
+                     runtime_env={"env_vars": workers})
+            break
+        except Exception as exc:
+            ray.shutdown()
+            c.shutdown()
+            for p in me.children(recursive=True):
+                if p.pid not in before:
+                    p.kill()
+            if attempt == CLUSTER_ATTEMPTS:
+                raise RuntimeError(f"{exc}\n{_ray_log_tail()}") from exc
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def _ray_log_tail(lines: int = 20) -> str:
+    logs = Path("/tmp/ray/session_latest/logs")
+    parts = []
+    for name in ("raylet.out", "raylet.err", "gcs_server.out", "gcs_server.err"):
+        f = logs / name
+        if f.is_file():
+            tail = f.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {f} ---\n" + "\n".join(tail))
+    return "\n".join(parts) or f"(no Ray logs under {logs})"
+
+
 def _node() -> str:
     import ray
 
