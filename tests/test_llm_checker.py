@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from fake_llm import FakeLLM, claims_script
 
-from rag.answer.llm import Verifier, negations, numbers
+from rag.answer.llm import Verifier, binding_problems, frames, negations, numbers
 from rag.config import ROOT, LLMSettings
 from rag.eval.llm import KINDS, cited_chunk, load_claims, rates, run_claims
 from rag.pipeline import Pipeline
@@ -84,6 +84,23 @@ def test_a_copied_sentence_with_one_change_is_flagged(pipeline) -> None:
         ok, quote = v.supported(wrong, chunk)
         assert not ok and quote in chunk.text, wrong
     assert v.problems("1921年秋冬，毛泽东先后三次来到安源煤矿。", chunk)
+
+
+def test_frames_and_roles_swapped_between_them() -> None:
+    from rag.text.tokenizer import Tokenizer
+
+    tok = Tokenizer()
+    passage = "其根本目的是推动发展，实质是密切党群关系，核心是正确处理人民内部矛盾。"
+    assert frames(tok, passage)[1] == (frozenset({"实质"}), frozenset({"党群关系"}))
+    defined = "党的群众工作，是指以全体共产党员为工作者，以广大的人民群众为工作对象，以践行党的全心全意为人民服务的宗旨为原则。"
+    assert (frozenset({"全体", "共产党员"}), frozenset({"工作者"})) in frames(tok, defined)
+    swapped = "实质是正确处理人民内部矛盾，核心是密切党群关系。"
+    assert len(binding_problems(tok, swapped, passage)) == 2
+    assert binding_problems(tok, "群众工作的实质是密切党群关系，核心是正确处理人民内部矛盾。", passage) == []
+    assert binding_problems(tok, "以广大人民群众为工作者，以全体共产党员为工作对象。", defined)
+    assert binding_problems(tok, "党的群众工作以全体共产党员为工作者，以广大人民群众为工作对象。", defined) == []
+    # one frame with another subject is a changed word (the word checks), not a swap between frames
+    assert binding_problems(tok, "群众路线的实质是正确处理人民内部矛盾。", passage) == []
 
 
 @pytest.fixture(scope="module")

@@ -332,6 +332,69 @@ def unanchored(tokenizer, claim: str, passage: str) -> list[str]:
     return out
 
 
+_CLAUSE_END = frozenset("，,；;。！？!?：:")
+_SENTENCE_END = frozenset("。；;！？!?")
+
+
+def frames(tokenizer, flat: str) -> list[tuple[frozenset[str], frozenset[str]]]:
+    """The copula frames of a text, (what is said on the left, what it is said to be): 「A是B」 and 「以A为B」,
+    each side the content words of its stretch. The left side reaches back to the sentence's start or to the
+    clause after the frame before (「其根本目的是推动发展，实质是密切党群关系」: {实质} | {党群关系}); a
+    「以…为」 frame starts after its 以; the right side runs to the clause's end or to the next frame."""
+    toks = tokenizer.tokenize(flat)
+
+    def back(pos: int, ends: frozenset[str]) -> int:
+        return max((i for i in range(pos) if flat[i] in ends), default=-1) + 1
+
+    def ahead(pos: int) -> int:
+        return next((i for i in range(pos, len(flat)) if flat[i] in _CLAUSE_END), len(flat))
+
+    copulas: list[tuple[int, int, int]] = []  # (start, end, the left side's earliest start)
+    for w, a, b in toks:
+        if w == "是":
+            copulas.append((a, b, -1))
+        elif w == "为":
+            clause = back(a, _CLAUSE_END)
+            yi = flat.rfind("以", clause, a)
+            later = any(v == "为" and a < c < ahead(b) for v, c, _ in toks)
+            if yi >= 0 and not later:  # the last 为 of a clause with 以 before it (not 「为人民服务」)
+                copulas.append((a, b, yi + 1))
+    out = []
+    for i, (a, b, floor) in enumerate(copulas):
+        lo = back(a, _SENTENCE_END)
+        if i and copulas[i - 1][0] >= lo:  # the frame before, in the same sentence
+            pa, pb, _ = copulas[i - 1]
+            end = ahead(pb)
+            lo = end + 1 if end < a else pb
+        lo = max(lo, floor)
+        hi = ahead(b)
+        if i + 1 < len(copulas):
+            hi = min(hi, copulas[i + 1][0])
+        side = lambda x, y: frozenset(w for w, s, e in toks  # noqa: E731
+                                      if x <= s and e <= y and len(w) >= 2 and all(is_cjk(c) for c in w)
+                                      and _content(w))
+        out.append((side(lo, a), side(b, hi)))
+    return out
+
+
+def binding_problems(tokenizer, claim: str, passage: str) -> list[str]:
+    """Roles swapped between the claim's frames: 「马克思主义政党是历史的创造者，人民群众则是……领航者」 where the
+    passage says 「人民群众是历史的创造者，马克思主义政党是……领航者」. A claim frame is wrong when no frame of the
+    passage puts its left words with its right words, and a passage frame gives those right words to a left
+    word that the claim puts in another of its frames. (One frame with another subject is a changed word,
+    the word checks' job; a claim that states as 「A是B」 what the passage says otherwise is not judged here.)"""
+    mine, theirs = frames(tokenizer, claim), frames(tokenizer, passage)
+    out = []
+    for i, (left, right) in enumerate(mine):
+        left, right = {w for w in left if w in passage}, {w for w in right if w in passage}
+        if not left or not right or any(left & pl and right & pr for pl, pr in theirs):
+            continue
+        elsewhere = {w for j, (other, _) in enumerate(mine) if j != i for w in other} - left
+        if any(right & pr and elsewhere & pl for pl, pr in theirs):
+            out.append(f"段落中「{'、'.join(sorted(right))}」说的不是「{'、'.join(sorted(left))}」")
+    return out
+
+
 def _replaced(claim: str, passage: str, w: str, a: int, b: int) -> str:
     """What the claim has in place of the passage's word w = passage[a:b]: the chars between w's two
     neighbouring chars on each side (found in the claim close together), or ""."""
@@ -370,8 +433,8 @@ def word_problems(tokenizer, claim: str, passage: str, others: Sequence[str] = (
         if w in claim or not _content(w):
             continue
         instead = _replaced(claim, passage, w, a, b)
-        if instead not in words or set(instead) & set(w):
-            continue  # 「家乡」 for 「老家」, 「卓有成效」 for 「日见成效」: the same word, reworded
+        if instead not in words or 2 * len(set(instead) & set(w)) >= min(len(set(instead)), len(set(w))):
+            continue  # 「家乡」 for 「老家」, 「卓有成效」 for 「日见成效」 (half the chars shared): reworded
         if word_class(w) in ("P", "") or word_class(instead) in ("P", "N", ""):
             out.append(f"段落中的「{w}」换成了「{instead}」")
     return out
@@ -421,7 +484,7 @@ class Verifier:
         c, p = _flat(claim), _flat(passage.text)
         rest = [_flat(o.text) for o in others if o.id != passage.id]
         return (number_problems(c, p) + negation_problems(c, p)
-                + word_problems(self.tokenizer, c, p, rest))
+                + word_problems(self.tokenizer, c, p, rest) + binding_problems(self.tokenizer, c, p))
 
     def check(self, raw: str, passages: Sequence[Chunk]) -> Checked:
         """Verified answer text with renumbered markers, and citations (flagged ones for removed markers)."""
