@@ -11,8 +11,8 @@ alias `<alias>` is switched to the new `_c` collection only once both are comple
 resolves it once at load and keeps that build's pair (the previous pair is kept for readers still on it, the
 ones before are dropped), so a rebuild is atomic for readers.
 
-Dense search is Milvus's grouping search on the chunk row: the best sentence of each of the best chunks, as
-Index.dense takes it. BM25 runs over the pre-tokenised terms: each term (jieba + the book lexicon + bigrams,
+Dense search is a plain top-n search over the sentence vectors, as the FAISS store's: Index takes each chunk's
+best sentence among them. BM25 runs over the pre-tokenised terms: each term (jieba + the book lexicon + bigrams,
 rag.store.lexical.terms) is stored as its id in the build's sorted vocabulary ("t123"), so whichever analyzer
 the server has (milvus-lite offers only "standard" and "jieba"; a cluster also "whitespace") sees exactly the
 local tokens, one for one. Milvus scores BM25 as idf·tf·(k1+1)/(tf+k1·(…)); dividing by k1+1 gives bm25s's
@@ -74,6 +74,15 @@ def token(term_id: int) -> str:
 
 # --- the stores ---------------------------------------------------------------------------------------------
 
+def _ids_and_distances(found) -> tuple[np.ndarray, np.ndarray]:
+    """One query's hits as arrays, read from the result's id and distance columns: iterating the hits builds
+    a dict per hit (at 1000 hits ≈ 40 ms of the client's time per query here)."""
+    ids, distances = getattr(found, "ids", None), getattr(found, "distances", None)
+    if ids is None or distances is None:
+        ids, distances = [h["id"] for h in found], [h["distance"] for h in found]
+    return np.asarray(ids, np.int64), np.asarray(distances, np.float32)
+
+
 class MilvusVectors:
     """VectorStore over a sentence collection: read-only (filled by `publish`)."""
 
@@ -88,9 +97,10 @@ class MilvusVectors:
 
     def search(self, query: np.ndarray, n: int,
                within: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The best sentence of each of the best min(n, 16384) chunks (grouping search on the chunk row):
-        every chunk Index.dense would score, with the same best-sentence score; `within` (start, end) keeps
-        sentence rows start <= row < end (one book's)."""
+        """The best min(n, 16384) sentence rows and their scores, best first (ties by row), as the FAISS store
+        gives them (Index turns them into chunks); `within` (start, end) keeps sentence rows start <= row < end
+        (one book's). A plain top-n search: milvus-lite's grouping search on the chunk row took 3× as long
+        (228 against 77 ms at n = 1000 on the CMRC trial set's 3,633 sentences) and scored other chunks."""
         start, end = within if within is not None else (0, self._count)
         n = min(n, end - start, self._count, MAX_LIMIT)
         if n <= 0:
@@ -98,9 +108,10 @@ class MilvusVectors:
         where = {} if within is None else {"filter": f"id >= {int(start)} and id < {int(end)}"}
         params = {"metric_type": "IP", "params": {"ef": max(EF_SEARCH, n)}}
         found = self._milvus.search(self.name, [np.asarray(query, np.float32).tolist()], limit=n, **where,
-                                    anns_field="vector", group_by_field="chunk", search_params=params)[0]
-        pairs = sorted(((float(h["distance"]), int(h["id"])) for h in found), key=lambda p: (-p[0], p[1]))
-        return (np.asarray([s for s, _ in pairs], np.float32), np.asarray([r for _, r in pairs], np.int64))
+                                    anns_field="vector", search_params=params)[0]
+        rows, sims = _ids_and_distances(found)
+        order = np.lexsort((rows, -sims))  # best first, ties by row
+        return sims[order], rows[order]
 
     def vectors(self, rows: Sequence[int]) -> np.ndarray:
         rows = [int(r) for r in rows]
@@ -154,8 +165,8 @@ class MilvusLexical:
         found = self._milvus.search(self.name, [" ".join(known)], anns_field="sparse", limit=n, **where,
                                     search_params={"metric_type": "BM25"})[0]
         # milvus-lite reports BM25 as a negative distance, a cluster as a positive score
-        rows = np.asarray([int(h["id"]) for h in found], np.int64)
-        scores = np.asarray([abs(float(h["distance"])) / (K1 + 1) for h in found], np.float32)
+        rows, distances = _ids_and_distances(found)
+        scores = (np.abs(distances.astype(np.float64)) / (K1 + 1)).astype(np.float32)
         keep = scores > 0
         order = np.lexsort((rows[keep], -scores[keep]))  # best first, ties by row (as top_rows)
         return rows[keep][order], scores[keep][order], self.coverage(words)
