@@ -356,7 +356,8 @@ def frames(tokenizer, flat: str) -> list[tuple[frozenset[str], frozenset[str]]]:
         elif w == "为":
             clause = back(a, _CLAUSE_END)
             yi = flat.rfind("以", clause, a)
-            later = any(v == "为" and a < c < ahead(b) for v, c, _ in toks)
+            end = ahead(b)
+            later = any(v == "为" and a < c < end for v, c, _ in toks)
             if yi >= 0 and not later:  # the last 为 of a clause with 以 before it (not 「为人民服务」)
                 copulas.append((a, b, yi + 1))
     out = []
