@@ -55,17 +55,11 @@ def library(folder: Path, paragraphs: int) -> tuple[Path, Path]:
     return ROOT / "corpus", cmrc
 
 
-def cluster(nodes: int):
-    from rag.scale.ray_build import local_cluster
-
-    return local_cluster(nodes)
-
-
 def build_rows(paragraphs: int) -> list[dict]:
     from rag.build import build
     from rag.config import Settings
     from rag.model.embed import load_embedder
-    from rag.scale.ray_build import build_ray
+    from rag.scale.ray_build import build_ray, local_cluster
 
     base = Settings.from_env({})
     embedder = load_embedder(base.model)
@@ -80,7 +74,7 @@ def build_rows(paragraphs: int) -> list[dict]:
             if nodes == 0:
                 report, nodes_used = build(s, embedder=embedder, force=True), 1
             else:
-                with cluster(nodes):
+                with local_cluster(nodes):
                     start = time.perf_counter()
                     result = build_ray(s, embedder=embedder, force=True)
                 report, nodes_used = result.report, len(result.nodes["encode"])

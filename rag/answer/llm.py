@@ -349,6 +349,10 @@ def frames(tokenizer, flat: str) -> list[tuple[frozenset[str], frozenset[str]]]:
     def ahead(pos: int) -> int:
         return next((i for i in range(pos, len(flat)) if flat[i] in _CLAUSE_END), len(flat))
 
+    def side(lo: int, hi: int) -> frozenset[str]:
+        return frozenset(w for w, s, e in toks if lo <= s and e <= hi and len(w) >= 2
+                         and all(is_cjk(c) for c in w) and _content(w))
+
     copulas: list[tuple[int, int, int]] = []  # (start, end, the left side's earliest start)
     for w, a, b in toks:
         if w == "是":
@@ -371,9 +375,6 @@ def frames(tokenizer, flat: str) -> list[tuple[frozenset[str], frozenset[str]]]:
         hi = ahead(b)
         if i + 1 < len(copulas):
             hi = min(hi, copulas[i + 1][0])
-        side = lambda x, y: frozenset(w for w, s, e in toks  # noqa: E731
-                                      if x <= s and e <= y and len(w) >= 2 and all(is_cjk(c) for c in w)
-                                      and _content(w))
         out.append((side(lo, a), side(b, hi)))
     return out
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -131,7 +131,8 @@ def local_cluster(nodes: int, object_store_bytes: int = 150 * 2**20) -> Iterator
             c.shutdown()
             for p in me.children(recursive=True):
                 if p.pid not in before:
-                    p.kill()
+                    with suppress(psutil.NoSuchProcess):  # gone on its own meanwhile
+                        p.kill()
             if attempt == CLUSTER_ATTEMPTS:
                 raise RuntimeError(f"{exc}\n{_ray_log_tail()}") from exc
     try:

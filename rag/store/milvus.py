@@ -77,10 +77,7 @@ def token(term_id: int) -> str:
 def _ids_and_distances(found) -> tuple[np.ndarray, np.ndarray]:
     """One query's hits as arrays, read from the result's id and distance columns: iterating the hits builds
     a dict per hit (at 1000 hits ≈ 40 ms of the client's time per query here)."""
-    ids, distances = getattr(found, "ids", None), getattr(found, "distances", None)
-    if ids is None or distances is None:
-        ids, distances = [h["id"] for h in found], [h["distance"] for h in found]
-    return np.asarray(ids, np.int64), np.asarray(distances, np.float32)
+    return np.asarray(found.ids, np.int64), np.asarray(found.distances, np.float32)
 
 
 class MilvusVectors:
