@@ -344,6 +344,39 @@ def test_llm_mode_streams_the_pieces(built, embedder) -> None:
         llm.stop()
 
 
+def test_a_slow_llm_answer_does_not_stall_other_requests(built, embedder) -> None:
+    """A lone search or extractive ask is served on the event loop (no thread hop); an LLM answer never is:
+    while one waits for the LLM, a search on another connection is answered."""
+    from fake_llm import FakeLLM, Script
+
+    from rag.config import LLMSettings
+    from rag.pipeline import Pipeline
+
+    def slow(_: dict) -> str:
+        time.sleep(3)
+        return "党的群众工作的核心是正确处理人民内部矛盾。[1]"
+
+    llm = FakeLLM(Script(reply=slow))
+    settings = replace(built, llm=LLMSettings(base_url=llm.start(), model="fake"))
+    srv = ThreadedServer(create_app(Pipeline.load(settings, embedder=embedder)), free_port()).start()
+    asked: list[tuple[int, dict]] = []
+    try:
+        slow_ask = threading.Thread(target=lambda: asked.append(post(f"{srv.url}/v1/ask",
+                                                                     {"question": "群众工作的核心是什么？"})))
+        slow_ask.start()
+        deadline = time.monotonic() + 10
+        while not llm.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert llm.requests, "the ask never reached the LLM"
+        status, found = post(f"{srv.url}/v1/search", {"question": "什么是大群工？"})
+        assert status == 200 and found["hits"] and not asked, "the search waited for the LLM answer"
+        slow_ask.join(timeout=30)
+        assert asked and asked[0][0] == 200 and asked[0][1]["mode"] == "llm"
+    finally:
+        srv.stop()
+        llm.stop()
+
+
 def test_a_missing_index_is_a_503_and_a_crash_a_bare_500(pipeline, tmp_path) -> None:
     from rag.errors import IndexMissingError
 

@@ -44,6 +44,7 @@ WORKER_THREADS = 8  # requests served at once (the rest queue)
 MAX_HISTORY = 20  # earlier questions a request may carry
 QUESTION_FACTOR = 4  # raw questions longer than this × max_question_chars are refused (shorter ones are cut)
 PipelineSource = Pipeline | Callable[[], Pipeline]
+Replier = Callable[..., Awaitable[Response]]  # reply(work, quick=None), see `replier`
 
 
 def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
@@ -177,23 +178,35 @@ class Guard:
 class PostRoutes:
     """ASGI middleware serving the POST endpoints (/v1/search, /v1/ask, /v1/chat/completions) without
     FastAPI's routing, body dependency and exception middlewares: the raw body is validated by the request
-    model (`model_validate_json`) in the worker thread, the reply built there, and any error becomes the
+    model (`model_validate_json`) where the reply is built (see `replier`), and any error becomes the
     same JSON as the app's exception handlers give. On this machine that takes ~0.5 ms off each request
     of ~10 ms (bench/RESULTS.md, HTTP API). Everything else (other methods and paths, /docs) goes on to the
     FastAPI app, whose OpenAPI schema describes these endpoints too (`post_paths`)."""
 
-    def __init__(self, app: ASGIApp, routes: dict[str, Callable[[bytes], Awaitable[Response]]]) -> None:
-        self.app, self.routes = app, routes
+    def __init__(self, app: ASGIApp, routes: dict[str, Callable[[bytes], Awaitable[Response]]],
+                 traffic: Traffic) -> None:
+        self.app, self.routes, self.traffic = app, routes, traffic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if route is None:
             return await self.app(scope, receive, send)
+        self.traffic.active += 1
         try:
-            response = await route(await read_body(receive))
-        except Exception as exc:  # noqa: BLE001 — every error is a JSON reply (a 500 is logged)
-            response = error_for(exc)
-        await response(scope, receive, send)
+            try:
+                response = await route(await read_body(receive))
+            except Exception as exc:  # noqa: BLE001 — every error is a JSON reply (a 500 is logged)
+                response = error_for(exc)
+            await response(scope, receive, send)
+        finally:
+            self.traffic.active -= 1
+
+
+class Traffic:
+    """The POST requests being served, from their first byte to their last (changed on the event loop only)."""
+
+    def __init__(self) -> None:
+        self.active = 0
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -242,7 +255,7 @@ def post_paths() -> tuple[dict[str, Any], dict[str, Any]]:
 def create_app(source: PipelineSource, api_key: str | None = None) -> FastAPI:
     """The API over `source` (a Pipeline, or a loader of the shared one); `api_key` guards /v1/*."""
     get: Callable[[], Pipeline] = source if callable(source) else (lambda: source)
-    workers = Workers()
+    workers, traffic = Workers(), Traffic()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -261,11 +274,12 @@ def create_app(source: PipelineSource, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="教材问答 API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="检索增强的教材问答：OpenAI 兼容的 /v1/chat/completions，以及检索、问答与目录接口。"
                               "回答中的 [n] 对应 citations 中的出处（章节、页码、原文）。")
-    reply = replier(get, workers)
+    reply = replier(get, workers, traffic)
     app.add_middleware(PostRoutes, routes={
-        "/v1/search": lambda raw: reply(lambda p: search_reply(p, validated(QuestionRequest, raw))),
-        "/v1/ask": lambda raw: reply(lambda p: ask_reply(p, validated(QuestionRequest, raw))),
-        "/v1/chat/completions": lambda raw: reply(lambda p: chat_reply(p, validated(ChatRequest, raw)))})
+        "/v1/search": lambda raw: reply(lambda p: search_reply(p, validated(QuestionRequest, raw)), always),
+        "/v1/ask": lambda raw: reply(lambda p: ask_reply(p, validated(QuestionRequest, raw)), no_llm),
+        "/v1/chat/completions": lambda raw: reply(lambda p: chat_reply(p, validated(ChatRequest, raw)))},
+        traffic=traffic)
     app.add_middleware(Guard, api_key=api_key)  # outside PostRoutes: the key and body size come first
     install_error_handlers(app)
     install_docs(app)
@@ -332,25 +346,41 @@ class Workers:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
 
 
-def replier(get: Callable[[], Pipeline], workers: Workers) -> Callable[[Callable[[Pipeline], Any]], Awaitable[Response]]:
-    """`reply(work)`: one hop to a worker thread (`workers`, WORKER_THREADS of them), where it gets the
-    Pipeline (which may load a rebuilt index), runs `work` on it and serialises the reply. A sync FastAPI
-    endpoint made three hops (its dependency, its body, and FastAPI's check of a `dict` return value each
-    ran in the thread pool); the executor's hop costs ~50 µs, anyio's to_thread ~120 µs. Running the
-    pipeline on the event loop itself would save the hop but stall every other connection meanwhile, and an
-    LLM answer for seconds."""
+def replier(get: Callable[[], Pipeline], workers: Workers, traffic: Traffic) -> Replier:
+    """`reply(work, quick=None)`: runs `work` on the Pipeline (which may load a rebuilt index) and serialises
+    the reply. By default in a worker thread (`workers`, WORKER_THREADS of them): one hop, ~50 µs for the
+    executor against anyio's ~120 µs (a sync FastAPI endpoint made three). Work that is `quick` on this
+    pipeline (bounded CPU work, no LLM call: search, ask without an LLM) runs on the event loop itself when
+    it is the only request being served (`traffic`): without the hop and the hand-over of the GIL between
+    threads, a lone request is served ≈ 1.5 ms sooner (bench/api.py, 1 client). Requests that come
+    meanwhile are read once it is done; with two or more at once, all go to the workers, so an LLM answer
+    never stalls the other connections and a burst is served side by side."""
 
-    async def reply(work: Callable[[Pipeline], Any]) -> Response:
-        def run() -> Response:
-            result = work(get())
-            return result if isinstance(result, Response) else JSONResponse(result)
+    def render(result: Any) -> Response:
+        return result if isinstance(result, Response) else JSONResponse(result)
 
-        return await workers.run(run)
+    async def reply(work: Callable[[Pipeline], Any], quick: Callable[[Pipeline], bool] | None = None) -> Response:
+        if quick is not None:
+            await asyncio.sleep(0)  # requests that arrived with this one start, and count, first
+            if traffic.active == 1:
+                pipeline = get()
+                if quick(pipeline):
+                    return render(work(pipeline))
+        return await workers.run(lambda: render(work(get())))
 
     return reply
 
 
-def install_routes(app: FastAPI, reply: Callable[[Callable[[Pipeline], Any]], Awaitable[Response]]) -> None:
+def no_llm(p: Pipeline) -> bool:
+    """The answer is extractive: bounded CPU work, no call to an LLM server."""
+    return not p.settings.llm.enabled
+
+
+def always(_: Pipeline) -> bool:
+    return True
+
+
+def install_routes(app: FastAPI, reply: Replier) -> None:
     """The GET endpoints (the POST ones are PostRoutes'), each `async` with one hop to a worker thread."""
 
     @app.get("/healthz", summary="索引状态与模型")
