@@ -259,8 +259,9 @@ def create_app(source: PipelineSource, api_key: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        # Requests run in worker threads. More of them than this only contend for the GIL and the cores
-        # (bench/api.py: 32 threads served fewer requests a second than 8); the others wait their turn.
+        # Requests run in worker threads (a lone quick one on the loop, see `replier`). More threads than
+        # this only contend for the GIL and the cores (bench/api.py: 32 threads served fewer requests a
+        # second than 8); the others wait their turn.
         # anyio's threads (as many) serve the streamed completions' iterators, Starlette's way.
         anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         workers.start()
