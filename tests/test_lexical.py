@@ -87,3 +87,22 @@ def test_each_part_is_scored_with_its_own_statistics(pipeline, tmp_path: Path) -
                 assert scores.tolist() == want_scores.tolist() and coverage == want_coverage, question
     whole = both.search_parts("群众工作的方法是什么？", 5, [((0, len(texts)),)])[0]
     assert [a.tolist() for a in whole[:2]] == [a.tolist() for a in both.search("群众工作的方法是什么？", 5)[:2]]
+
+
+def test_many_books_score_as_each_alone(pipeline) -> None:
+    """Every chunk of the book a "book" of its own, and then pairs of chunks interleaved: every row's score for
+    every query term is exactly that of a store of its book alone (the per-book scores are computed for all
+    books at once, not by indexing each book)."""
+    tokenizer = pipeline.index.tokenizer
+    texts = [c.text for c in pipeline.index.chunks]
+    n = len(texts)
+    for parts in ([((r, r + 1),) for r in range(n)],
+                  [tuple((r, r + 1) for r in range(i, n, n // 2)) for i in range(n // 2)]):
+        store = Lexical.build(texts, tokenizer, parts)
+        for question in ("群众工作的方法是什么？", "党的群众路线", "全心全意为人民服务的宗旨"):
+            found = store.search_parts(question, n, parts)
+            for runs, (rows, scores, _) in zip(parts, found):
+                at = [r for a, b in runs for r in range(a, b)]
+                want_rows, want_scores, _ = Lexical.build([texts[r] for r in at], tokenizer).search(question, n)
+                assert rows.tolist() == [at[r] for r in want_rows.tolist()], question
+                assert scores.tolist() == want_scores.tolist(), question
