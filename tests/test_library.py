@@ -21,6 +21,7 @@ from rag.commands.eval import QUESTIONS
 from rag.config import ROOT
 from rag.eval.questions import load_questions
 from rag.pipeline import Pipeline
+from rag.retrieve.retriever import Retriever, fuse, merge_books
 from rag.types import QueryParams
 
 
@@ -109,6 +110,29 @@ def test_a_books_ranking_does_not_depend_on_the_other_books(library: Pipeline, a
         assert {h.chunk.book for h in everything} > {shipped}, q.id  # the other books compete
         mine = [h.chunk.id for h in everything if h.chunk.book == shipped]
         assert mine[:10] == [h.chunk.id for h in own], q.id
+
+
+def test_fusing_only_the_books_that_can_reach_the_hits_changes_nothing(library: Pipeline) -> None:
+    """Retriever.library_hits fuses books best ceiling first and stops when the hits are settled; its hits
+    and scores are those of fusing every book and merging them all, at every k, for each fusion."""
+    r = library.retriever
+    index, s = r.index, r.settings
+    books = list(index.book_rows)
+    sample = [q for q in load_questions(QUESTIONS) if q.split == "tune"][:20]
+    for fusion in ("zscore", "rrf"):
+        settings = replace(s, fusion=fusion)
+        for q in sample:
+            query = library.prepare(q.question)
+            qvec = r.embedder.encode_queries([query.text])[0]
+            dense_by = index.dense_books(qvec, s.dense_depth, books)
+            lexical_by = index.lexical_books(query.text, s.lexical_depth, books)
+            every = merge_books({b: fuse(dense_by[b], *lexical_by[b], settings) for b in books}, dense_by)
+            dense = {row: v for b in books for row, v in dense_by[b].items()}
+            lexical = {row: v for b in books for row, v in lexical_by[b][0].items()}
+            for k in (1, 5, len(index)):
+                pruned = Retriever(index, r.embedder, settings).search(query, qvec, k)
+                want = r.hits(every, dense, lexical, k)
+                assert [(h.chunk.id, h.score) for h in pruned.hits] == [(h.chunk.id, h.score) for h in want], q.id
 
 
 def test_the_build_reports_each_book(library_build, library: Pipeline) -> None:

@@ -141,10 +141,13 @@ class Index:
     def _by_book(self, rows: np.ndarray, sims: np.ndarray,
                  books: Sequence[str]) -> dict[str, dict[int, float]]:
         label = self._book_label[rows]
+        order = np.argsort(label, kind="stable")  # grouped by book, each best first, as found
+        bounds = np.searchsorted(label[order], np.arange(len(self.book_rows) + 1))
         out = {}
         for b in books:
-            mine = label == self._book_number.get(b, -1)
-            out[b] = dict(zip(rows[mine].tolist(), sims[mine]))  # best first, as found
+            i = self._book_number.get(b)
+            mine = order[bounds[i]:bounds[i + 1]] if i is not None else order[:0]
+            out[b] = dict(zip(rows[mine].tolist(), sims[mine]))
         return out
 
     def _best_sentence(self, sims: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

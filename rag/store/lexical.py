@@ -153,28 +153,29 @@ class Lexical:
         return scores
 
     def _coverages(self, words: Sequence[str], parts: Sequence[Runs]) -> list[float]:
-        """`query`'s coverage over the rows of each part: the part's size, its document frequencies."""
+        """`query`'s coverage over the rows of each part: the part's size, its document frequencies (all
+        parts at once; the sums run in word order, as `query` adds them)."""
         vocab, indptr = self._bm25.vocab_dict, self._bm25.scores["indptr"]
         indices = self._bm25.scores["indices"]
         starts = np.asarray([a for runs in parts for a, _ in runs], dtype=np.int64)
         ends = np.asarray([b for runs in parts for _, b in runs], dtype=np.int64)
         owner = np.asarray([i for i, runs in enumerate(parts) for _ in runs], dtype=np.int64)
-        df: dict[str, np.ndarray] = {}  # term → its document frequency in each part
-        for t in words:
-            if t in vocab and t not in df:
-                column = indices[indptr[vocab[t]]:indptr[vocab[t] + 1]]  # rows in ascending order
-                inside = np.searchsorted(column, ends) - np.searchsorted(column, starts)
-                df[t] = np.bincount(owner, weights=inside, minlength=len(parts))
-        out = []
-        for i, runs in enumerate(parts):
-            size = sum(b - a for a, b in runs)
-            known = [t for t in words if t in df and df[t][i] > 0]
-            if not known or not size:
-                out.append(0.0)
-                continue
-            idf = {t: np.log1p(size / max(0.5, df[t][i] if t in df else 0.0)) for t in words}
-            out.append(float(sum(idf[t] for t in known) / sum(idf[t] for t in words)))
-        return out
+        sizes = np.bincount(owner, weights=ends - starts, minlength=len(parts))
+        known = list(dict.fromkeys(t for t in words if t in vocab))
+        df = np.zeros((len(parts), len(known) + 1))  # term → its document frequency in each part; last: 0
+        for j, t in enumerate(known):
+            column = indices[indptr[vocab[t]]:indptr[vocab[t] + 1]]  # rows in ascending order
+            inside = np.searchsorted(column, ends) - np.searchsorted(column, starts)
+            df[:, j] = np.bincount(owner, weights=inside, minlength=len(parts))
+        at = {t: j for j, t in enumerate(known)}
+        per_word = df[:, [at.get(t, len(known)) for t in words]]
+        if not len(words) or not len(parts):
+            return [0.0] * len(parts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            idf = np.log1p(sizes[:, None] / np.maximum(0.5, per_word))
+            seen = per_word > 0
+            share = np.cumsum(np.where(seen, idf, 0.0), axis=1)[:, -1] / np.cumsum(idf, axis=1)[:, -1]
+        return np.where(seen.any(axis=1) & (sizes > 0), share, 0.0).tolist()
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for the query (zeros when no query term occurs in the book)."""
