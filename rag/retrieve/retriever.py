@@ -141,6 +141,8 @@ class LibraryUnits:
         best = np.full(len(books), -np.inf)
         np.maximum.at(best, owner, dense)
         self.best_z = np.where(n > 0, (best - self.mean_b) / self.spread_b, 0.0)
+        # what each book's best dense chunk alone is worth merged (BM25 only adds): a floor of its best hit
+        self.floor = np.where(n > 0, (best - self.mean) / self.spread - CEILING_SLACK, -np.inf)
 
     def ceilings(self, coverages: np.ndarray, s: RetrieveSettings) -> np.ndarray:
         """An upper bound of the merged score of any chunk of each book (the zscore fusion): its best dense
@@ -214,7 +216,10 @@ class Retriever:
             ceilings = units.ceilings(np.asarray([lexical_by[b][1] for b in books], dtype=np.float64), s)
         order = np.lexsort((np.arange(len(books)), -ceilings)).tolist()
         fused_by: dict[str, list[tuple[int, float]]] = {}
-        done, step = 0, 1 if np.isfinite(ceilings).all() else len(books)
+        # first round: every book whose ceiling reaches the k-th best floor (without repeated passages the k
+        # hits all score at least that, so each of these books has to be fused); then twice as many a round
+        kth = np.sort(units.floor)[::-1][min(k, len(books)) - 1]
+        done, step = 0, max(1, int((ceilings >= kth).sum())) if np.isfinite(ceilings).all() else len(books)
         while True:
             for i in sorted(order[done:done + step]):  # in library order, as merge_books expects none
                 fused_by[books[i]] = fuse(dense_by[books[i]], *lexical_by[books[i]], s)
