@@ -1,9 +1,10 @@
 """A library of books (issue 14): search speed with 20 books, and the shipped book's figures with others.
 
-`python -m bench.library [--copies 20] [--write]`: each copy is a folder of its own under a scratch corpus
-(one book each, its 书名 changed), built into a scratch index with the shipped model; the one-book index of
-the shipped corpus is built and searched in the same run as the baseline. Prints build seconds, chunks, and
-search p50/p95 over the project's question set; --write puts them into bench/RESULTS.md.
+`python -m bench.library [--copies 20] [--paragraphs 256] [--write]`: each copy is a folder of its own under a
+scratch corpus (one book each, its 书名 changed), built into a scratch index with the shipped model; then the
+shipped book with P CMRC 2018 trial paragraphs, each a book of its own (distinct books; 0 skips it); the
+one-book index of the shipped corpus is built and searched in the same run as the baseline. Prints build
+seconds, chunks, and search p50/p95 over the project's question set; --write puts them into bench/RESULTS.md.
 
 `python -m bench.library --eval [--write]`: the shipped book's own figures (rag.eval, groups retrieval and
 answers, on tests/data/questions.jsonl and tests/data/book_questions.jsonl; aggregate figures only) from its
@@ -84,21 +85,31 @@ def measure(settings, embedder, label: str) -> dict:
             "encoded": report.embedded, "build_s": build_s, "p50": p50, "p95": p95}
 
 
-def speed(base, embedder, scratch: Path, copies: int) -> str:
+def speed(base, embedder, scratch: Path, copies: int, paragraphs: int = 0) -> str:
+    from bench.scale_out import library
+
     write_library(scratch / "corpus", copies)
     one = measure(replace(base, index_dir=scratch / "one-index"), embedder, "shipped book")
     many = measure(replace(base, corpus=(scratch / "corpus",), index_dir=scratch / "library-index"),
                    embedder, f"{copies} copies")
+    measured = [one, many]
+    if paragraphs:  # distinct books: the shipped one and P CMRC paragraphs, a file (a book) each
+        measured.append(measure(replace(base, corpus=library(scratch / "cmrc", paragraphs),
+                                        index_dir=scratch / "cmrc-index"),
+                                embedder, f"shipped book + {paragraphs} CMRC paragraphs"))
     rows = ["| index | books | chunks | sentence vectors | encoded now | build s | search p50 / p95 ms |",
             "|---|---|---|---|---|---|---|"]
-    for r in (one, many):
+    for r in measured:
         rows.append(f"| {r['label']} | {r['books']} | {r['chunks']} | {r['sentences']} | {r['encoded']} | "
                     f"{r['build_s']:.1f} | {r['p50']:.1f} / {r['p95']:.1f} |")
-    return (f"`python -m bench.library --copies {copies}` ({stamp()}; load {load()}; {machine()}). Each copy "
-            "is a book of its own (a folder, its 书名 changed); the sentences are the same, so the embedding "
-            "cache serves them and the build time is chunking, BM25 and the vector store. Search: the 82 "
-            "questions of tests/data/questions.jsonl × 2, one at a time.\n\n" + "\n".join(rows)
-            + f"\n\nsearch p50 library / one book: {many['p50'] / one['p50']:.2f}")
+    cmrc = (f" The CMRC row: the shipped book and {paragraphs} CMRC 2018 trial paragraphs (CC BY-SA 4.0), "
+            "each paragraph a book of its own, so its build encodes their sentences." if paragraphs else "")
+    ratios = ", ".join(f"{r['label']} {r['p50'] / one['p50']:.2f}" for r in measured[1:])
+    return (f"`python -m bench.library --copies {copies} --paragraphs {paragraphs}` ({stamp()}; load {load()}; "
+            f"{machine()}). Each copy is a book of its own (a folder, its 书名 changed); the sentences are the "
+            "same, so the embedding cache serves them and the build time is chunking, BM25 and the vector "
+            f"store.{cmrc} Search: the 82 questions of tests/data/questions.jsonl × 2, one at a time.\n\n"
+            + "\n".join(rows) + f"\n\nsearch p50 against one book: {ratios}")
 
 
 class Picked:
@@ -187,6 +198,9 @@ def main() -> None:
     offline_environment()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=20)
+    parser.add_argument("--paragraphs", type=int, default=256,
+                        help="also a library of the shipped book and this many CMRC paragraphs, one book each "
+                             "(0: not measured)")
     parser.add_argument("--eval", action="store_true",
                         help="the shipped book's figures, alone and in libraries")
     parser.add_argument("--write", action="store_true",
@@ -200,7 +214,7 @@ def main() -> None:
     try:
         parts = []
         if args.write or not args.eval:
-            parts.append(speed(base, embedder, scratch / "speed", args.copies))
+            parts.append(speed(base, embedder, scratch / "speed", args.copies, args.paragraphs))
         if args.write or args.eval:
             parts.append(interference(base, embedder, scratch / "eval"))
     finally:
