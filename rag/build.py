@@ -35,6 +35,7 @@ from rag.ingest.corpus import LEXICON_FILE, load_corpus
 from rag.model.embed import load_embedder
 from rag.store import index as ix
 from rag.store import manifest as mf
+from rag.store.embedding_cache import EmbeddingCache
 from rag.store.lexical import Lexical, build_lexicon, read_word_list
 from rag.store.vectors import Kind, make_vector_store
 from rag.text.numerals import ARTICLE_RE
@@ -220,42 +221,22 @@ def book_lexicon(documents: Sequence[Document], corpus_roots: Sequence[Path]) ->
 
 def embed_texts(texts: Sequence[str], embedder, cache: Path | None, progress: bool = False,
                 fresh: set[str] | None = None) -> tuple[np.ndarray, int]:
-    """Passage vectors, reusing cached rows keyed by model fingerprint (the folder) + text hash; each distinct
-    text is encoded once. Returns the vectors and how many texts were encoded now (added to `fresh`)."""
+    """Passage vectors, reusing cached rows keyed by model fingerprint (the folder) + text hash
+    (rag.store.embedding_cache); each distinct text is encoded once. Returns the vectors and how many texts
+    were encoded now (added to `fresh`)."""
     keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
-    found = {k: row for k in set(keys) if (row := _cache_get(cache, k, embedder.dim)) is not None}
-    todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
-    if todo:
-        encoded = embedder.encode_passages([t for _, t in todo], progress=progress)
-        for (key, _), row in zip(todo, encoded):
-            found[key] = row
-            _cache_put(cache, key, row)
-        if fresh is not None:
-            fresh.update(t for _, t in todo)
+    with EmbeddingCache(cache, embedder.dim) as store:
+        found = store.get(keys)
+        todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+        if todo:
+            encoded = embedder.encode_passages([t for _, t in todo], progress=progress)
+            new = [(key, row) for (key, _), row in zip(todo, encoded)]
+            found.update(new)
+            store.put(new)
+            if fresh is not None:
+                fresh.update(t for _, t in todo)
     vectors = np.stack([found[k] for k in keys]) if keys else np.zeros((0, embedder.dim))
     return np.ascontiguousarray(vectors, dtype=np.float32), len(todo)
-
-
-def _cache_get(cache: Path | None, key: str, dim: int) -> np.ndarray | None:
-    if cache is None or not (cache / f"{key}.npy").is_file():
-        return None
-    try:
-        row = np.load(cache / f"{key}.npy", allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # a damaged cache entry is simply recomputed
-    return row if row.shape == (dim,) and row.dtype == np.float32 else None
-
-
-def _cache_put(cache: Path | None, key: str, row: np.ndarray) -> None:
-    if cache is None:
-        return
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache / f".{key}.{os.getpid()}.npy"
-        np.save(tmp, np.asarray(row, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, cache / f"{key}.npy")
-    except OSError:
-        pass  # the cache only saves time; a read-only disk must not fail the build
 
 
 # --- the manifest -----------------------------------------------------------------------------------------
