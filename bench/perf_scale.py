@@ -29,10 +29,15 @@ CACHE = ROOT / "embeddings" / "cache" / "bench-cmrc" / "cache" / "embeddings"
 
 def base_vectors() -> np.ndarray:
     """Real passage vectors of the model, the seeds of the synthetic ones."""
-    folders = sorted(CACHE.glob("*"), key=lambda d: len(list(d.glob("*.npy"))), reverse=True)
-    files = sorted(folders[0].glob("*.npy"))[:5000] if folders else []  # one model's vectors: no near-twins
-    if len(files) >= 500:
-        return np.stack([np.load(f) for f in files]).astype(np.float32)
+    from rag.store.embedding_cache import EmbeddingCache
+
+    samples = []
+    for folder in sorted(CACHE.glob("*")):  # one model's vectors (no near-twins): the folder with the most
+        with EmbeddingCache(folder, DIM) as cache:
+            samples.append(cache.first(5000))
+    rows = max(samples, key=len, default={})
+    if len(rows) >= 500:
+        return np.stack(list(rows.values())).astype(np.float32)
     from rag.config import ModelSettings
     from rag.model.embed import load_embedder
 

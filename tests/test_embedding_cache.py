@@ -40,6 +40,7 @@ def test_vectors_cached_as_npy_files_are_read_and_kept_in_the_database(tmp_path:
         np.save(folder / f"{key}.npy", row, allow_pickle=False)
     (folder / f"{'e' * 64}.npy").write_bytes(b"not an array")  # damaged: simply not cached
     with EmbeddingCache(folder, DIM) as cache:
+        assert list(cache.first(2)) == sorted(rows)[:2]  # a sample by key, .npy entries included
         assert set(cache.get([*rows, "e" * 64])) == set(rows)
     for path in folder.glob("*.npy"):
         path.unlink()

@@ -53,6 +53,19 @@ class EmbeddingCache:
             self.put(legacy.items())
         return found | legacy
 
+    def first(self, n: int) -> dict[str, np.ndarray]:
+        """Up to n cached rows, by key, .npy entries of earlier versions included (a sample of the model's
+        vectors for the benchmarks)."""
+        keys: list[str] = []
+        if self._db is not None:
+            try:
+                keys = [k for (k,) in self._db.execute("SELECT key FROM vectors ORDER BY key LIMIT ?", (n,))]
+            except sqlite3.Error:
+                keys = []
+        if self.folder is not None:
+            keys += [p.stem for p in self.folder.glob("*.npy")]
+        return self.get(sorted(set(keys))[:n])
+
     def put(self, rows: Iterable[tuple[str, np.ndarray]]) -> None:
         if self._db is None:
             return
