@@ -207,7 +207,8 @@ class Retriever:
         best ceiling first (LibraryUnits.ceilings), twice as many each round, and the merged list is read
         only above the ceiling of the books not fused yet, so the hits are those of fusing them all
         (tests/test_library.py). Fusing every book was what a question cost in a library: 257 one-paragraph
-        books 30 ms a search, one book 1 ms; now 7 ms, 4–5 books fused (bench/RESULTS.md)."""
+        books 18.7 ms a search (the query vector given), one book 0.7 ms; now 5.1 ms, 5–6 books fused
+        (bench/RESULTS.md, "A library of books")."""
         s = self.settings
         units = LibraryUnits(dense_by)
         if s.fusion in ("dense", "lexical", "rrf"):  # no ceiling: every book is fused
@@ -221,7 +222,7 @@ class Retriever:
         kth = np.sort(units.floor)[::-1][min(k, len(books)) - 1]
         done, step = 0, max(1, int((ceilings >= kth).sum())) if np.isfinite(ceilings).all() else len(books)
         while True:
-            for i in sorted(order[done:done + step]):  # in library order, as merge_books expects none
+            for i in order[done:done + step]:
                 fused_by[books[i]] = fuse(dense_by[books[i]], *lexical_by[books[i]], s)
             done, step = min(done + step, len(order)), step * 2
             rest = ceilings[order[done]] if done < len(order) else -np.inf
