@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rag.text.fold import normalize
 
 # Sentence-final marks, full-width and (after normalize) half-width. "." is left out on purpose: it occurs in
@@ -11,6 +13,9 @@ SENTENCE_END = "。！？；!?;…"
 CLOSERS = "”’」』）)】》〉\"'"
 # Also ends a paragraph-level line (a list introduced by "具体来说：" is not a sentence split by a page).
 CLAUSE_END = SENTENCE_END + "：:"
+_ENDS = normalize(SENTENCE_END)
+# a newline, or a sentence-final mark with the marks and closing quotes that follow it (in normalized text)
+_BREAK = re.compile(rf"\n|[{re.escape(_ENDS)}][{re.escape(_ENDS + CLOSERS)}]*")
 
 
 def ends_sentence(s: str, marks: str = SENTENCE_END) -> bool:
@@ -25,23 +30,11 @@ def split_sentences(s: str) -> list[tuple[int, int]]:
     Spans exclude surrounding whitespace; concatenated with the gaps between them they give back `s`.
     """
     n = normalize(s)
-    ends = normalize(SENTENCE_END)
     spans: list[tuple[int, int]] = []
-    start, i = 0, 0
-    while i < len(n):
-        ch = n[i]
-        if ch == "\n":
-            _add_span(n, start, i, spans)
-            start = i = i + 1
-            continue
-        if ch in ends:
-            j = i + 1
-            while j < len(n) and (n[j] in ends or n[j] in CLOSERS):
-                j += 1
-            _add_span(n, start, j, spans)
-            start = i = j
-            continue
-        i += 1
+    start = 0
+    for m in _BREAK.finditer(n):
+        _add_span(n, start, m.start() if m.group() == "\n" else m.end(), spans)
+        start = m.end()
     _add_span(n, start, len(n), spans)
     return spans
 
