@@ -32,6 +32,8 @@ class EmbeddingCache:
         self._db: sqlite3.Connection | None = None
         if folder is not None:
             self._db = _open(folder / DATABASE)
+        # earlier versions' one file per row: looked up only where there are any
+        self._legacy_files = folder is not None and folder.is_dir() and any(folder.glob("*.npy"))
 
     def get(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """The cached rows of these keys (those not cached are left out)."""
@@ -62,7 +64,7 @@ class EmbeddingCache:
                 keys = [k for (k,) in self._db.execute("SELECT key FROM vectors ORDER BY key LIMIT ?", (n,))]
             except sqlite3.Error:
                 keys = []
-        if self.folder is not None:
+        if self._legacy_files and self.folder is not None:
             keys += [p.stem for p in self.folder.glob("*.npy")]
         return self.get(sorted(set(keys))[:n])
 
@@ -89,7 +91,7 @@ class EmbeddingCache:
 
     def _legacy(self, key: str) -> np.ndarray | None:
         """A row an earlier version cached as its own .npy file."""
-        path = self.folder / f"{key}.npy" if self.folder is not None else None
+        path = self.folder / f"{key}.npy" if self._legacy_files and self.folder is not None else None
         if path is None or not path.is_file():
             return None
         try:
