@@ -84,6 +84,35 @@ def test_the_preface_date_and_all_chapters(facts: BookFacts) -> None:
     assert listing is not None and all(c.entry.title in listing.text for c in facts.chapters)
 
 
+def test_who_signed_the_preface_is_said_as_the_text_shows_it(pipeline) -> None:
+    # the shipped excerpt's signature is a picture: its extracted description is all the text has
+    for q in ("序言是谁写的？", "序言末尾的签名是谁", "谁作的序？"):
+        a = pipeline.ask(q)
+        assert a.mode == "direct" and not a.refused and "2015年1月18日" in a.text, (q, a.text)
+        picture, date = a.citations
+        assert picture.chunk.kind == "caption" and picture.chunk.section == ("序言",)
+        assert "signature" in picture.quote and picture.quote in a.text and "图片" in a.text
+        assert date.quote == "2015年1月18日" and date.quote in date.chunk.text
+    # a question about a sentence of the 序言 is not a question about who signed it
+    assert "署名" not in pipeline.ask("序言里说，谁要有本领不够的危机感？").text
+    assert "组织编写" in pipeline.ask("这本书是谁编写的？").text  # the 版权页's 编写, as before
+
+
+def test_a_signature_line_above_the_date_is_the_signer() -> None:
+    from rag.answer.facts import FrontMatter
+    from rag.types import Chunk
+
+    text = "要把学习作为一种责任。\n王某某\n2020年5月1日"
+    chunk = Chunk("x", "b.txt", "body", ("序言",), text, 0, len(text), "序言", "序言", False)
+    a = FrontMatter(None, [], [chunk]).answer("序言的作者是谁？")
+    assert a is not None and a.text == "序言末尾署名“王某某”[1]，落款日期是2020年5月1日[2]。"
+    assert [c.quote for c in a.citations] == ["王某某", "2020年5月1日"]
+    # a sentence above the date is no signature, and there is no picture: not answered from here
+    text = "要把学习作为一种责任。\n2020年5月1日"
+    chunk = Chunk("y", "b.txt", "body", ("序言",), text, 0, len(text), "序言", "序言", False)
+    assert FrontMatter(None, [], [chunk]).answer("序言的作者是谁？") is None
+
+
 def test_refusal_pointer_names_the_chapter_or_section(facts: BookFacts) -> None:
     for q in QUESTIONS:
         if q.get("pointer"):

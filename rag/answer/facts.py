@@ -1,4 +1,5 @@
-"""Direct answers from the 版权页 fields (主编、定价、ISBN …) and the 序言's date, cited to the lines that show them.
+"""Direct answers from the 版权页 fields (主编、定价、ISBN …) and the 序言's date and signature, cited to the lines
+that show them.
 
 Split from rag/answer/direct.py, which answers from the 目录; both return None for any other question.
 """
@@ -105,6 +106,12 @@ def _residual(text: str, *remove: str) -> str:
 
 _PREFACE_DATE = re.compile(r"序言.*(落款|日期|哪天|哪一天|什么时候|何时|时间|写于)|(落款|日期).*序言")
 _DATE = re.compile(r"\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日")
+# who signed the 序言 (「序言是谁写的」「序言的署名」「谁作的序」), not who a sentence of it is about (「序言里说谁要好学」)
+_PREFACE_WHO = re.compile(r"序言.{0,3}谁(写|作|签|撰)|序言.{0,4}(作者|署名|签名|落款人|落款是谁)"
+                          r"|谁.{0,2}(写|作|签)的?序|(署名|签名).{0,6}序言")
+_SIGNER_CHARS = 24  # a signature line: a name, perhaps with a post (「中共中央政治局常委 某某」), not a sentence
+_SENTENCE_END = re.compile(r"[。！？；，：]")
+_ADJACENT = 2  # characters between the dated chunk's end and a caption that follows it (a line break)
 
 
 @dataclass(frozen=True)
@@ -123,17 +130,48 @@ class FrontMatter:
         self.preface = tuple(c for c in chunks if c.section[:1] and re.sub(r"\s", "", c.section[0]) == "序言")
 
     def answer(self, question: str) -> Cited | None:
-        return self._field(question) or self._preface_date(question)
+        # the signer before the 版权页 fields: 「序言是谁写的」 is not asking for the book's 编写 body
+        return self._preface_signer(question) or self._field(question) or self._preface_date(question)
 
-    def _preface_date(self, question: str) -> Cited | None:
-        if not _PREFACE_DATE.search(question):
-            return None
+    def _dated(self) -> tuple[Chunk, re.Match] | None:
+        """The 序言 chunk whose text has the date it is signed with, and that date."""
         for chunk in self.preface:
             m = _DATE.search(chunk.text)
-            cite = make_citation(1, chunk, m.group(0), 1.0) if m else None
-            if cite:
-                return Cited(f"序言的落款日期是{m.group(0)}[1]。", (cite,))
+            if m:
+                return chunk, m
         return None
+
+    def _preface_signer(self, question: str) -> Cited | None:
+        """Who signed the 序言, as the text shows it: the short line just above its date, or, when the signature
+        is a picture, the extracted description of it (a caption chunk inside the dated chunk's span of the
+        file or starting right after it: captions are chunked on their own),
+        quoted as it is and said to be one."""
+        dated = self._dated() if _PREFACE_WHO.search(question) else None
+        if dated is None:
+            return None
+        chunk, date = dated
+        lines = [ln.strip() for ln in chunk.text[:date.start()].splitlines() if ln.strip()]
+        above = lines[-1] if lines else ""
+        date_cite = make_citation(2, chunk, date.group(0), 1.0)
+        if above and len(above) <= _SIGNER_CHARS and not _SENTENCE_END.search(above):
+            name = make_citation(1, chunk, above, 1.0)
+            if name and date_cite:
+                return Cited(f"序言末尾署名“{above}”[1]，落款日期是{date.group(0)}[2]。", (name, date_cite))
+        picture = next((c for c in self.preface if c.kind == "caption" and c.source == chunk.source
+                        and chunk.start <= c.start <= chunk.end + _ADJACENT), None)
+        cite = make_citation(1, picture, picture.text.strip(), 1.0) if picture else None
+        if cite is None or date_cite is None:
+            return None
+        return Cited(f"序言末尾的署名是一幅手写签名图片，已载入的文本中只有对它的描述：“{cite.quote}”[1]；"
+                     f"落款日期是{date.group(0)}[2]。", (cite, date_cite))
+
+    def _preface_date(self, question: str) -> Cited | None:
+        dated = self._dated() if _PREFACE_DATE.search(question) else None
+        if dated is None:
+            return None
+        chunk, m = dated
+        cite = make_citation(1, chunk, m.group(0), 1.0)
+        return Cited(f"序言的落款日期是{m.group(0)}[1]。", (cite,)) if cite else None
 
     def _field(self, question: str) -> Cited | None:
         """One sentence per 版权页 field the question names (「什么时候出版的？第几版？」 names two)."""
