@@ -98,6 +98,33 @@ def test_who_signed_the_preface_is_said_as_the_text_shows_it(pipeline) -> None:
     assert "组织编写" in pipeline.ask("这本书是谁编写的？").text  # the 版权页's 编写, as before
 
 
+def test_a_reason_is_never_a_copyright_field(pipeline) -> None:
+    a = pipeline.ask("作者为什么说要好学？")
+    assert a.mode != "direct" and "好学才能上进" in a.text and "组织编写" not in a.text
+
+
+def test_a_loaded_section_is_described_by_its_own_headings(facts: BookFacts) -> None:
+    a = facts.answer("第一章第一节讲了几个问题？")
+    assert a is not None and "党的群众工作的地位与作用" in a.text and "已载入的正文分为三部分" in a.text
+    heads = [c for c in a.citations if c.chunk.kind == "body"]
+    assert [squeeze(c.quote).lstrip("◇") for c in heads] == ["一、党的群众工作的基本概念和内涵",
+                                                            "二、群众工作的历史地位", "三、群众工作的作用"]
+    assert all(c.quote in c.chunk.text and f"[{c.n}]" in a.text for c in a.citations)
+    # a section whose text is not loaded has only its 目录 row
+    other = facts.answer("第一章第二节讲什么？")
+    assert other is not None and "已载入的正文分为" not in other.text and "不在已载入的语料中" in other.text
+
+
+def test_the_whole_books_content_and_length_come_from_its_toc_and_copyright_page(facts: BookFacts) -> None:
+    for q in ("这本书讲了哪些内容？", "全书的主要内容是什么"):
+        a = facts.answer(q)
+        assert a is not None and all(c.entry.title in a.text for c in facts.chapters), q
+    assert facts.answer("这本书讲了哪些群众工作的方法？") is None  # a content question, for retrieval
+    a = facts.answer("这本书一共多少页？")
+    assert a is not None and "第207页" in a.text and "约224页" in a.text  # 印张 14 × 16 (开本 1/16)
+    assert [c.chunk.kind for c in a.citations] == ["toc", "front"] and "印张：14" in a.citations[1].quote
+
+
 def test_a_signature_line_above_the_date_is_the_signer() -> None:
     from rag.answer.facts import FrontMatter
     from rag.types import Chunk

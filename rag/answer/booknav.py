@@ -26,6 +26,10 @@ _ASK_PAGE = re.compile(r"第几页|哪一?页|多少页|几页|页码|从第?几
 _COUNT_CHAPTERS = re.compile(r"(几|多少)个?章|章数")
 _COUNT_SECTIONS = re.compile(r"(几|多少)个?节|节数")
 _LIST_CHAPTERS = re.compile(r"(哪几|哪些|各|所有|每一?)章|目录|章节结构|篇章结构")
+# 「这本书讲了哪些内容」「全书的主要内容」: the whole book's content, which its 目录 lists chapter by chapter
+_BOOK_CONTENT = re.compile(r"(这本书|本书|全书|该书|这本教材|本教材|教材)(主要)?(讲|写|介绍|包括|包含|涉及|谈)(了|的是)?(哪些|什么|些什么)"
+                           r"|(这本书|本书|全书|该书|这本教材|本教材|教材)的?(主要)?内容")
+_BOOK_PAGES = re.compile(r"(一共|总共|共有?|全书|整本书?|这本书|本书|该书|教材)(有)?(多少|几)页|总页数|多厚")
 _WHICH_PART = re.compile(r"哪一?[章节]|哪个章节|哪个?部分|第几[章节]|什么章节|在哪里讲|哪里讲")
 _QUOTED = re.compile(r"[“\"「『‘']([^”\"」』’']{2,30})[”\"」』’']")
 _ASK_WORDS = re.compile(
@@ -39,7 +43,8 @@ _PUNCT = re.compile(r"[\s\W_]+")
 
 LAST = -1  # 「最后一章」「第七章最后一节」: the last chapter, or the last section of the chapter
 RouteKind = Literal[
-    "count_chapters", "list_chapters", "count_sections", "afterword", "page", "topic", "start_page", "content"
+    "count_chapters", "list_chapters", "count_sections", "afterword", "page", "topic", "start_page", "content",
+    "book_pages"
 ]
 
 
@@ -122,7 +127,9 @@ def route(question: str, context: tuple[int | None, int | None] = (None, None)) 
             return Route(kind, LAST)
         return Route(kind, chapter if chapter is not None else LAST, LAST)
     if chapter is None:
-        if _LIST_CHAPTERS.search(q) and small:
+        if _BOOK_PAGES.search(q) and small:
+            return Route("book_pages")
+        if (_LIST_CHAPTERS.search(q) or _BOOK_CONTENT.search(q)) and small:
             return Route("list_chapters")
         if _COUNT_CHAPTERS.search(q) and small:
             return Route("count_chapters")

@@ -7,12 +7,14 @@ None for any other question, so the caller falls through to retrieval.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from rag.answer.booknav import (LAST, Chapter, Topic, chapters_of, loaded_parts, novel_match, number_of, pairs,
                                 route, topic_match)
 from rag.answer.cite import entry_span, heading_cites, line_span, make_citation
-from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks
+from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks, renumber
+from rag.text.fold import spaceless
 from rag.text.numerals import CHAPTER_REF, SECTION_REF, cn_int, int_cn
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
@@ -22,6 +24,8 @@ POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question 
 # no answerable question shares more than one such bigram with any title.
 NOVEL_PAIRS = 2
 NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
+_FOLD = re.compile(r"1\s*/\s*(\d{1,3})")  # 开本 「710 毫米 × 1000 毫米 1/16」: 16 pages to a 印张
+_NUMBER = re.compile(r"\d{1,4}(\.\d{1,2})?")
 
 class BookFacts:
     """The 版权页 and 目录 of one book, with its chunks they are cited from."""
@@ -99,7 +103,7 @@ class BookFacts:
         if r is None:
             return None
         simple = {"count_chapters": self._count_chapters, "list_chapters": self._list_chapters,
-                  "afterword": self._afterword}
+                  "afterword": self._afterword, "book_pages": self._book_pages}
         if r.kind in simple:
             return simple[r.kind]()
         if r.kind == "page" and r.page is not None:
@@ -155,6 +159,28 @@ class BookFacts:
         cites = self._cite_entries([c.entry for c in self.chapters])
         return _Cited(f"据目录，全书共{int_cn(len(self.chapters))}章：{rows}{_marks(cites)}。", cites)
 
+    def _book_pages(self) -> _Cited | None:
+        """How long the book is: the 目录's last numbered row, and the page count the 版权页's 印张 and 开本 give
+        (pages = 印张 × the 开本's fold, the trade's own reckoning), each cited."""
+        numbered = [e for e in self.toc if e.page and e.page.isdigit()]
+        if not numbered:
+            return None
+        last = numbered[-1]
+        cites = list(self._cite_entries([last]))
+        text = f"据目录，最后一项{last.heading}从第{last.page}页开始{_marks(cites)}"
+        fields = self.info.fields if self.info else {}
+        sheets, size = fields.get("印张", ""), fields.get("开本", "")
+        fold = _FOLD.search(size)
+        if _NUMBER.fullmatch(sheets) and fold:
+            # one line showing both (cite_value splits on 、), else a line for each
+            found = renumber(self.front.cite_value(f"{size}、{sheets}"), cites)
+            if found:
+                cites += [c for c in found if c not in cites]
+                pages = round(float(sheets) * int(fold.group(1)))
+                text += (f"；版权页标明印张{sheets}、开本{size}{_marks(found)}，按印张乘开数计，"
+                         f"全书约{pages}页（含前面的序言、目录等）")
+        return _Cited(text + "。", tuple(cites))
+
     def _afterword(self) -> _Cited | None:
         if not self.back:
             return None
@@ -196,6 +222,13 @@ class BookFacts:
         else:
             text = (f"据目录，{ch.entry.number}{sec.number}的标题是{_q(sec.title)}{_since(sec)}，"
                     f"属于{ch.entry.heading}{_marks(cites)}。")
+            parts = self._parts(ch.entry, sec)
+            if len(parts) >= 2:  # the loaded text's own headings say what the 节 is made of
+                heads = [make_citation(len(cites) + i, c, line, 1.0) for i, (line, c) in enumerate(parts, 1)]
+                if all(heads):
+                    rows = "；".join(f"{_bare(h.quote)}{_page_of(h.chunk)}{_marks([h])}" for h in heads)
+                    text += f"已载入的正文分为{int_cn(len(heads))}部分：{rows}。"
+                    cites = (*cites, *heads)
         if not self._is_loaded(sec):
             text += NOT_LOADED.format(what="节")
         return _Cited(text, cites)
@@ -248,6 +281,23 @@ class BookFacts:
 
     # --- helpers --------------------------------------------------------------------------------------------
 
+    def _parts(self, chapter: TocEntry, sec: TocEntry) -> list[tuple[str, Chunk]]:
+        """The headings one level below a 节 in its loaded text (「一、党的群众工作的基本概念和内涵」 …), each
+        with the line it is printed on and the first chunk under it, in book order."""
+        out: list[tuple[str, Chunk]] = []
+        seen: set[str] = set()
+        for c in self.body:
+            path = c.section
+            if (len(path) < 3 or path[2] in seen or not _flat(path[0]).startswith(_flat(chapter.number))
+                    or not _flat(path[1]).startswith(_flat(sec.number))):
+                continue
+            seen.add(path[2])
+            line = next((ln.strip() for ln in c.text.splitlines() if _flat(path[2]) in _flat(ln)), None)
+            if line is None:  # the chunk does not print its heading (a later part of a long subsection)
+                return []
+            out.append((line, c))
+        return out
+
     def _path(self, entry: TocEntry) -> str:
         return f"{entry.parent} › {entry.heading}" if entry.parent else entry.heading
 
@@ -288,6 +338,21 @@ class BookFacts:
 
 def _since(entry: TocEntry) -> str:
     return f"（第{entry.page}页起）" if entry.page else ""
+
+
+def _flat(text: str) -> str:
+    return spaceless(text)[0]
+
+
+def _bare(line: str) -> str:
+    """A heading line without the list mark some layouts print before it (「◇ 一、……」)."""
+    return line.lstrip("◇◆□■○●·•-* 　")
+
+
+def _page_of(chunk: Chunk) -> str:
+    if not chunk.page or not chunk.page.isdigit():
+        return ""
+    return f"（约第{chunk.page}页）" if chunk.page_estimated else f"（第{chunk.page}页）"
 
 
 def _at(entry: TocEntry) -> str:

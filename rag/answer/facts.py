@@ -79,6 +79,8 @@ FIELDS: tuple[Field, ...] = (
 _BOOK_WORDS = re.compile(r"图书在版编目（?CIP）?数据|在版编目数据|CIP数据|版权页|这本教材|本教材|该教材|这本书|本书|该书|此书|这部书|教材|图书|书")
 # Characters that carry no topic: question words, particles, punctuation. What remains is the real topic.
 _FILLER = set("的了是什么谁哪家个位在年月日时候何多少呢吗啊呀？?。，,！!：:请问一下说讲这本该此其即为由和与及都有被怎么样")
+# A question asking for a reason is about what the book says, never a 版权页 field: 「作者为什么说要好学？」
+_WHY = re.compile(r"为什么|为何|何以|原因|理由")
 
 
 def _in_order(parts: tuple[str, ...], text: str) -> bool:
@@ -175,7 +177,7 @@ class FrontMatter:
 
     def _field(self, question: str) -> Cited | None:
         """One sentence per 版权页 field the question names (「什么时候出版的？第几版？」 names two)."""
-        if self.info is None:
+        if self.info is None or _WHY.search(question):
             return None
         q = rest = question.upper()
         asked: list[tuple[Field, int]] = []
@@ -197,7 +199,7 @@ class FrontMatter:
         for field, _at in asked:
             names, template = field.names, field.template
             value = next((self.info.fields[n] for n in names if self.info.fields.get(n)), None)
-            found = self._cite_value(value) if value else ()
+            found = self.cite_value(value) if value else ()
             if not found:
                 return None
             numbered = renumber(found, cites)
@@ -205,7 +207,7 @@ class FrontMatter:
             sentences.append(f"{template.format(v=value)}{marks(numbered)}。")
         return Cited("".join(sentences), tuple(cites))
 
-    def _cite_value(self, value: str) -> tuple[Citation, ...]:
+    def cite_value(self, value: str) -> tuple[Citation, ...]:
         """The 版权页 line that shows `value`, or one line showing all its parts (e.g. two publishers), or one
         line per part."""
         chunks = self.sources
