@@ -225,3 +225,13 @@ def test_toc_questions_by_meaning_name_the_section(pipeline) -> None:
     assert web.mode == "direct" and "第六章" in web.text and not web.refused
     for c in (*a.citations, *web.citations):
         assert c.chunk.kind == "toc" and c.quote in c.chunk.text
+
+
+def test_a_quoted_source_is_answered_with_the_quotation_and_its_footnote(pipeline) -> None:
+    a = pipeline.ask("书中引用了习近平的哪些话？")
+    kinds = [c.chunk.kind for c in a.citations]
+    assert not a.refused and kinds == ["body", "footnote"], a.text
+    quote, note = a.citations
+    assert "①" in quote.quote and "奋斗目标" in quote.quote and "习近平谈治国理政" in note.quote
+    assert quote.chunk.section == note.chunk.section
+    assert len({c.quote for c in a.citations}) == len(a.citations)  # no sentence said twice

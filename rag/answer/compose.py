@@ -181,17 +181,37 @@ class Composer:
         return []
 
     def footnotes(self, text: str, chosen: Sequence[Sentence]) -> list[Sentence]:
-        """For 「引自哪本书」: the footnote a chosen sentence points to (「…^①」)."""
+        """For 「引自哪本书」: the footnote a chosen sentence points to (「…^①」), and for a chosen footnote the
+        sentence that points to it, the nearest before it in the section (footnote marks restart on every
+        page): 「书中引用了习近平的哪些话」 is answered by the quotation, then its source. Each said once."""
         if not _SOURCE_QUESTION.search(text):
             return []
-        out = []
+        out: list[Sentence] = []
         for s in chosen:
             mark = re.search(r"[①-⑳]", s.text)
-            for c in self.chunks if mark else ():
-                if c.kind == "footnote" and c.section == s.chunk.section and mark.group(0) in c.text[:4]:
-                    spans = self.store.spans(c)
-                    out += [Sentence(c, *spans[0], s.rank, 0.0)] if spans else []
+            if mark is None:
+                continue
+            if s.chunk.kind == "footnote":
+                found = self._citing(s, mark.group(0))
+            else:
+                found = [Sentence(c, *self.store.spans(c)[0], s.rank, 0.0) for c in self.chunks
+                         if c.kind == "footnote" and c.section == s.chunk.section and mark.group(0) in c.text[:4]
+                         and self.store.spans(c)]
+            out += [x for x in found if not any(_same(x, y) for y in (*chosen, *out))]
         return out
+
+    def _citing(self, note: Sentence, mark: str) -> list[Sentence]:
+        """The sentence of the section that carries `mark` last before the footnote `note` (in book order)."""
+        at = note.chunk.start + note.start
+        best: Sentence | None = None
+        for c in self.chunks:
+            if c.kind != "body" or c.section != note.chunk.section or c.source != note.chunk.source:
+                continue
+            for a, b in self.store.spans(c):
+                if mark in c.text[a:b] and c.start + a < at and (best is None or doc_order(best) < (c.source,
+                                                                                          c.start + a)):
+                    best = Sentence(c, a, b, note.rank, 0.0)
+        return [best] if best is not None else []
 
 
 def _same(a: Sentence, b: Sentence) -> bool:
