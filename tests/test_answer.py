@@ -235,3 +235,20 @@ def test_a_quoted_source_is_answered_with_the_quotation_and_its_footnote(pipelin
     assert "①" in quote.quote and "奋斗目标" in quote.quote and "习近平谈治国理政" in note.quote
     assert quote.chunk.section == note.chunk.section
     assert len({c.quote for c in a.citations}) == len(a.citations)  # no sentence said twice
+
+
+def test_why_after_an_item_is_answered_with_what_the_book_says_of_that_item(pipeline) -> None:
+    turns = ["群众工作的历史地位有哪几个方面？", "第三个是什么？"]
+    item = pipeline.ask(turns[1], turns[:1])
+    assert item.text.startswith("第三，把党和人民群众紧密联系在一起")
+    why = pipeline.ask("为什么这么说？", turns)
+    assert not why.refused and why.text.startswith("第三，把党和人民群众紧密联系在一起"), why.text
+    assert 2 <= len(why.citations) <= 4 and "第四" not in why.text  # up to the next item, not beyond
+    assert all(c.quote in c.chunk.text for c in why.citations)
+    # without an item just named, a bare why is a follow-up of the question before it, not a refusal
+    assert not pipeline.ask("为什么？", ["群众工作是党和群众之间的桥梁吗？"]).refused
+
+
+def test_how_many_parts_a_section_has_follows_the_section_asked_about(pipeline) -> None:
+    a = pipeline.ask("这一节分几部分？", ["第一章讲什么？", "它的第一节从第几页开始？"])
+    assert a.mode == "direct" and "已载入的正文分为三部分" in a.text, a.text

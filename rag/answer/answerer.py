@@ -51,6 +51,9 @@ FOREIGN_NOTICE = ("本书是中文教材；当前的嵌入模型用不含中文�
                   "（例如：这本书第一章讲什么？）。")
 CANDIDATE_HITS = 8  # passages whose sentences compete (the LLM sees the first settings.answer.passages)
 POOL_COVERAGE, POOL_EXTRA = 0.6, 3  # sentence-level lexical matches added to the retrieved passages
+# a question of nothing but why (「为什么这么说？」「那这是为什么呢」): it asks about what the previous turn named
+_WHY_ONLY = re.compile(r"(那么?|这是|这又是)?(为什么|为何|何以|凭什么|怎么讲|此话怎讲)(这么说|这样说|这么讲|这样讲)?呢?"
+                       r"[？?。！!…]*")
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class Answerer:
         if direct is not None:  # 「信访工作在第几章讲？从哪页开始？」: one 目录 row answers both parts
             return Plan(query, final=replace(base, text=direct.text, citations=direct.citations, mode="direct",
                                              refused=direct.refused))
-        items = self._ordinal_followup(own, turns, params.book)
+        items = self._ordinal_followup(own, turns, params.book) or self._why_followup(own, turns, params.book)
         hits = self._search(query, qvec, max(CANDIDATE_HITS, passages), params.book)
         if items:
             return Plan(query, hits, passages, params.book, extractive=compose(base, items, REFUSAL_TEXT))
@@ -271,6 +274,14 @@ class Answerer:
                 return [items[-1]]
             return [items[n - 1]] if 0 < n <= len(items) else []
         return []
+
+    def _why_followup(self, text: str, history: Sequence[str], book: str | None) -> list[Sentence]:
+        """「为什么这么说？」 right after 「第三个是什么？」: the item that turn named, with what the book says
+        of it up to the next item."""
+        if not _WHY_ONLY.fullmatch(text.strip()) or not history:
+            return []
+        item = self._ordinal_followup(history[-1], history[:-1], book)
+        return self.composer.item_extent(item[0]) if item else []
 
     # --- LLM ------------------------------------------------------------------------------------------------
 

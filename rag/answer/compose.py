@@ -157,6 +157,17 @@ class Composer:
             return best, [around[i] for i in led[:MAX_LIST]]
         return None, [around[i] for i in member[:MAX_LIST]] if member else []
 
+    def item_extent(self, item: Sentence) -> list[Sentence]:
+        """An item of a list with what the book says of it: its sentence and those after it, up to the list's
+        next item (at most MAX_PLAIN after it) — what 「为什么这么说？」 asks of an item just named."""
+        around = section_sentences(self.store, self.chunks, item.chunk)
+        at = next((i for i, x in enumerate(around) if _same(x, item)), None)
+        if at is None:
+            return [item]
+        member = next((r for r in enumerations(around) if at in r), [])
+        end = next((i for i in member if i > at), len(around))
+        return around[at:min(end, at + 1 + MAX_PLAIN)]
+
     def numbered_items(self, text: str, ranked: Sequence[Scored],
                        within: Sentence | None = None) -> list[Sentence]:
         """第一，…第四，… (or （一）…, 首先…最后) of the section whose heading the question names best (at least

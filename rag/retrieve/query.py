@@ -135,7 +135,8 @@ _QWORDS = re.compile(
     r"请问|请你|请|介绍一下|介绍|简述|说说|谈谈|讲讲|解释一下|解释|具体|详细|主要讲了|主要讲|讲的是什么|讲了什么|讲什么|"
     r"讲的是|讲了|是什么时候|什么时候|哪一年|哪几个|哪几|哪里|哪儿|"
     r"是什么|是指什么|指的是什么|指什么|有哪些|有什么|包括哪些|包括什么|是哪些|是谁|是哪|怎么样|怎样|如何|"
-    r"怎么|为什么|为何|什么是|何为|什么|哪些|哪个|多少|几个|几|吗|呢|吧|啊|的内容|内容|呀"
+    r"怎么|为什么|为何|什么是|何为|什么|哪些|哪个|多少|几个|几|吗|呢|吧|啊|的内容|内容|呀|"
+    r"这么说|这样说|这么讲|这样讲|此话怎讲|怎么讲"
 )
 # "群众工作的核心是什么？" → "那它的实质呢？" asks about another attribute of 群众工作, not of its 核心.
 _ATTRIBUTE = re.compile(r"的(?:核心|实质|本质|根本目的|目的|作用|功能|地位|历史地位|内涵|含义|意义|概念|定义|特点|"
@@ -181,6 +182,10 @@ def expand_followup(question: str, history: Sequence[str] = ()) -> str:
     # The referent of a chain of follow-ups is the last question that stood on its own: after
     # ["历史地位有哪几个方面？", "第一个方面讲的是什么？"], "那第三个方面呢？" is about 历史地位, not the first aspect.
     anchor = next((h for h in reversed(history) if not is_followup(h)), history[-1])
+    if not _topic(question) and not ORDINAL_REF.search(question) and is_followup(history[-1]):
+        # a question of nothing but question words (「为什么这么说？」) asks about the whole previous turn, as
+        # that turn was read: after ["历史地位有哪几个方面？", "第三个是什么？"], about the third aspect
+        anchor = expand_followup(history[-1], history[:-1])
     topic = _topic(anchor)
     if not topic:
         return question
