@@ -252,3 +252,13 @@ def test_why_after_an_item_is_answered_with_what_the_book_says_of_that_item(pipe
 def test_how_many_parts_a_section_has_follows_the_section_asked_about(pipeline) -> None:
     a = pipeline.ask("这一节分几部分？", ["第一章讲什么？", "它的第一节从第几页开始？"])
     assert a.mode == "direct" and "已载入的正文分为三部分" in a.text, a.text
+
+
+def test_an_item_of_a_list_the_book_gives_as_subsections(pipeline) -> None:
+    turns = ["群众工作的作用有哪些？"]
+    first = pipeline.ask("第一个呢？", turns)
+    assert first.text.startswith("（一）推动经济社会发展[1]。") and first.citations[1].quote.startswith("人民群众是历史的创造者")
+    why = pipeline.ask("为什么？", [*turns, "第二个呢？"])
+    assert why.text.startswith("（二）解决民生问题[1]。") and len(why.citations) >= 3
+    # the excerpt stops inside （二）: its last loaded subsection is not the book's last one
+    assert "（二）" not in pipeline.ask("最后一个呢？", turns).text

@@ -258,7 +258,8 @@ class Answerer:
 
     def _ordinal_followup(self, text: str, history: Sequence[str], book: str | None) -> list[Sentence]:
         """「那第三个方面呢？」 after a list question: item three of the enumeration that question was answered
-        from (the list question is re-retrieved; no LLM)."""
+        from, or of the numbered subsections its best sentence introduces (the list question is re-retrieved;
+        no LLM)."""
         m = ORDINAL_FOLLOWUP.search(text)
         if not m or len(text) > 14:
             return []
@@ -270,6 +271,11 @@ class Answerer:
             earlier = Query(text=previous, original=previous, own=previous)
             ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec)
             _lead, items = self.composer.enumerated(previous, ranked)
+            if not items and ranked:  # the list is the numbered subsections its answer introduces
+                heads, complete = self.composer.heading_items(ranked[0].sentence)
+                if n == LAST_ITEM:
+                    return heads[-1] if heads and complete else []
+                return heads[n - 1] if 0 < n <= len(heads) else []
             if n == LAST_ITEM and items:
                 return [items[-1]]
             return [items[n - 1]] if 0 < n <= len(items) else []

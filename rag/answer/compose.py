@@ -17,6 +17,8 @@ from rag.answer.cite import make_citation
 from rag.answer.extract import (LIST_QUESTION, Scored, Sentence, SentenceStore, coverage, doc_order,
                                 enumeration, enumerations, inline_list, near_duplicate, section_sentences)
 from rag.store.lexical import terms
+from rag.text.fold import spaceless
+from rag.text.numerals import cn_int
 from rag.types import Answer, Chunk, Citation
 
 KEEP_MARGIN = 0.02  # runners-up kept when they score within this of the best sentence (non-list questions)
@@ -27,6 +29,7 @@ HEADING_MATCH = 0.5  # a list question is about a section when it covers this mu
 HEADING_FULL = 0.95  # … and certainly when it has (nearly) all of them
 _SOURCE_QUESTION = re.compile(r"引自|出自|出处|哪本书|来源|引用")
 _NUMBERING = re.compile(r"^[◇◆●■□\s]*(?:[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|第.{1,3}[章节])?\s*")
+_HEADING_ITEM = re.compile(r"^[◇◆●■□\s]*（([一二三四五六七八九十]+)）")  # （二）解决民生问题
 _DISPLAY_MARKS = re.compile(r"\^?[①-⑳]|^[▲◇◆●■]\s*")
 _EACH = re.compile(r"分别|各自|各有|各是|各指|各讲")
 _JOIN = re.compile(r"[和与及]")
@@ -157,13 +160,40 @@ class Composer:
             return best, [around[i] for i in led[:MAX_LIST]]
         return None, [around[i] for i in member[:MAX_LIST]] if member else []
 
+    def heading_items(self, anchor: Sentence) -> tuple[list[list[Sentence]], bool]:
+        """The numbered subsections right under the anchor's section (三、群众工作的作用 → （一）推动经济社会发展,
+        （二）…), counting up from the first: each as its heading line and its first sentence, and whether the
+        loaded text holds all of them (it goes on past the section; an excerpt may stop inside it, so the
+        last loaded one need not be the last). For a list question whose answer introduces them, these are its
+        items (「第二个呢？」)."""
+        parent = anchor.chunk.section
+        firsts: dict[tuple[str, ...], Chunk] = {}
+        for c in sorted(self.chunks, key=lambda c: (c.source, c.ordinal, c.start)):
+            if (c.kind == "body" and c.source == anchor.chunk.source and len(c.section) == len(parent) + 1
+                    and c.section[:-1] == parent):
+                firsts.setdefault(c.section, c)
+        numbered = [(m, c) for c in firsts.values() if (m := _HEADING_ITEM.match(c.section[-1].strip()))]
+        if len(numbered) < 2 or [cn_int(m.group(1)) for m, _ in numbered] != list(range(1, len(numbered) + 1)):
+            return [], False
+        out = []
+        for _m, c in numbered:
+            line = c.text.split("\n", 1)[0]
+            if spaceless(c.section[-1])[0] not in spaceless(line)[0]:
+                return [], False  # a subsection whose chunk does not print its heading first
+            first = [Sentence(c, a, b, anchor.rank, 0.0) for a, b in self.store.spans(c)[:1] if a >= len(line)]
+            out.append([Sentence(c, 0, len(line), anchor.rank, 0.0), *first])
+        last = numbered[-1][1]
+        complete = any(c.kind == "body" and c.source == last.source and c.start > last.start
+                       and c.section[:len(parent)] != parent for c in self.chunks)
+        return out, complete
+
     def item_extent(self, item: Sentence) -> list[Sentence]:
         """An item of a list with what the book says of it: its sentence and those after it, up to the list's
         next item (at most MAX_PLAIN after it) — what 「为什么这么说？」 asks of an item just named."""
         around = section_sentences(self.store, self.chunks, item.chunk)
         at = next((i for i, x in enumerate(around) if _same(x, item)), None)
-        if at is None:
-            return [item]
+        if at is None:  # a subsection's heading line (heading_items): the start of its text
+            return [item, *around[:MAX_PLAIN]] if item.start == 0 else [item]
         member = next((r for r in enumerations(around) if at in r), [])
         end = next((i for i in member if i > at), len(around))
         return around[at:min(end, at + 1 + MAX_PLAIN)]
