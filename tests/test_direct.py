@@ -115,6 +115,24 @@ def test_a_loaded_section_is_described_by_its_own_headings(facts: BookFacts) -> 
     assert other is not None and "已载入的正文分为" not in other.text and "不在已载入的语料中" in other.text
 
 
+def test_a_part_of_a_loaded_section_by_its_number(facts: BookFacts) -> None:
+    a = facts.answer("第一章第一节的第三部分讲什么？")
+    assert a is not None and a.text.startswith("第一章第一节的第三部分是“三、群众工作的作用”"), a.text
+    head, first = a.citations
+    assert "三、群众工作的作用" in head.quote and first.quote.startswith("党的群众工作的作用")
+    assert all(c.quote in c.chunk.text for c in a.citations)
+    follow = facts.answer("它的第二部分呢？", ["第一章第一节讲什么？"])
+    assert follow is not None and "二、群众工作的历史地位" in follow.text
+    beyond = facts.answer("第一章第一节的第五部分讲什么？")  # there are three: the section's parts are listed
+    assert beyond is not None and "已载入的正文分为三部分" in beyond.text
+
+
+def test_a_word_holding_a_field_name_is_not_that_field(facts: BookFacts) -> None:
+    assert facts.answer("党的群众工作者是谁？") is None  # 工作者, not the book's 作者
+    a = facts.answer("这本书的作者是谁？")
+    assert a is not None and "组织编写" in a.text
+
+
 def test_the_whole_books_content_and_length_come_from_its_toc_and_copyright_page(facts: BookFacts) -> None:
     for q in ("这本书讲了哪些内容？", "全书的主要内容是什么"):
         a = facts.answer(q)

@@ -29,6 +29,7 @@ _LIST_CHAPTERS = re.compile(r"(哪几|哪些|各|所有|每一?)章|目录|章�
 # 「这本书讲了哪些内容」「全书的主要内容」: the whole book's content, which its 目录 lists chapter by chapter
 _BOOK_CONTENT = re.compile(r"(这本书|本书|全书|该书|这本教材|本教材|教材)(主要)?(讲|写|介绍|包括|包含|涉及|谈)(了|的是)?(哪些|什么|些什么)"
                            r"|(这本书|本书|全书|该书|这本教材|本教材|教材)的?(主要)?内容")
+_PART = re.compile(r"第([一二三四五六七八九十\d]+)个?(?:部分|小节|问题|方面)")  # 「第一节的第三部分」
 _BOOK_PAGES = re.compile(r"(一共|总共|共有?|全书|整本书?|这本书|本书|该书|教材)(有)?(多少|几)页|总页数|多厚")
 _WHICH_PART = re.compile(r"哪一?[章节]|哪个章节|哪个?部分|第几[章节]|什么章节|在哪里讲|哪里讲")
 _QUOTED = re.compile(r"[“\"「『‘']([^”\"」』’']{2,30})[”\"」』’']")
@@ -91,6 +92,7 @@ class Route:
     chapter: int | None = None
     section: int | None = None
     page: int | None = None
+    part: int | None = None  # 「第一章第一节的第三部分」: a part of a 节 under the loaded text's own headings
 
 
 def number_of(pattern: re.Pattern[str], text: str) -> int | None:
@@ -136,6 +138,9 @@ def route(question: str, context: tuple[int | None, int | None] = (None, None)) 
         if (_WHICH_PART.search(q) or _ASK_PAGE.search(q)) and len(ask_residual(q)) >= 2:
             return Route("topic")  # 「讲网络群工的是哪一章」「“群众工作的新特点”这一节从第几页开始」
         return None
+    part = number_of(_PART, q) if section is not None else None
+    if part is not None and not _ASK_PAGE.search(q) and len(ask_residual(_PART.sub("", q))) <= 2:
+        return Route("content", chapter, section, part=part)
     if _ASK_PAGE.search(q) and small:
         return Route("start_page", chapter, section)
     if _ASK_PAGE.search(q) and section is None:

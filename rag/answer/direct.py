@@ -25,6 +25,7 @@ POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question 
 NOVEL_PAIRS = 2
 NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
 _FOLD = re.compile(r"1\s*/\s*(\d{1,3})")  # 开本 「710 毫米 × 1000 毫米 1/16」: 16 pages to a 印张
+_FIRST_SENTENCE = re.compile(r"[^\s。！？][^。！？]*[。！？]")
 _NUMBER = re.compile(r"\d{1,4}(\.\d{1,2})?")
 
 class BookFacts:
@@ -114,6 +115,8 @@ class BookFacts:
                                                                                    None)
         if chapter is None:
             return self._no_such_chapter(r.chapter) if r.chapter is not None else None
+        if r.section is not None and r.part is not None:
+            return self._part(chapter, r.section, r.part)
         if r.section is not None:
             return self._section(chapter, r.section, r.kind == "start_page")
         return self._chapter(chapter, start_page=r.kind == "start_page")
@@ -232,6 +235,24 @@ class BookFacts:
         if not self._is_loaded(sec):
             text += NOT_LOADED.format(what="节")
         return _Cited(text, cites)
+
+    def _part(self, ch: Chapter, no: int, part: int) -> _Cited | None:
+        """「第一章第一节的第三部分讲什么」: that part's heading in the loaded text and its first sentence."""
+        sec = next((s for s in ch.sections if cn_int(s.number[1:-1]) == no), None)
+        parts = self._parts(ch.entry, sec) if sec is not None else []
+        if sec is None or not 0 < part <= len(parts):
+            return self._section(ch, no, False) if sec is not None else None
+        line, chunk = parts[part - 1]
+        head = make_citation(1, chunk, line, 1.0)
+        body = chunk.text[chunk.text.find(line) + len(line):]
+        first = _FIRST_SENTENCE.search(body)
+        said = make_citation(2, chunk, first.group(0), 1.0) if first else None
+        if head is None:
+            return None
+        text = f"{ch.entry.number}{sec.number}的第{int_cn(part)}部分是{_q(_bare(line))}{_page_of(chunk)}[1]"
+        if said is None:
+            return _Cited(text + "。", (head,))
+        return _Cited(f"{text}，开头说：{said.quote.rstrip('。')}[2]。", (head, said))
 
     def _topic(self, question: str) -> _Cited | None:
         hit: Topic | None = topic_match(question, self.toc, min_score=0.6)

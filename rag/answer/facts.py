@@ -79,6 +79,8 @@ FIELDS: tuple[Field, ...] = (
 _BOOK_WORDS = re.compile(r"图书在版编目（?CIP）?数据|在版编目数据|CIP数据|版权页|这本教材|本教材|该教材|这本书|本书|该书|此书|这部书|教材|图书|书")
 # Characters that carry no topic: question words, particles, punctuation. What remains is the real topic.
 _FILLER = set("的了是什么谁哪家个位在年月日时候何多少呢吗啊呀？?。，,！!：:请问一下说讲这本该此其即为由和与及都有被怎么样")
+# Words that hold a field's word without naming the field: 「群众工作者」 is not the book's 作者
+_NOT_FIELD = re.compile(r"工作者|创作者|劳动者|参与者|组织者|领导者|服务者|建设者")
 # A question asking for a reason is about what the book says, never a 版权页 field: 「作者为什么说要好学？」
 _WHY = re.compile(r"为什么|为何|何以|原因|理由")
 
@@ -179,7 +181,7 @@ class FrontMatter:
         """One sentence per 版权页 field the question names (「什么时候出版的？第几版？」 names two)."""
         if self.info is None or _WHY.search(question):
             return None
-        q = rest = question.upper()
+        q = rest = _NOT_FIELD.sub(" ", question.upper())
         asked: list[tuple[Field, int]] = []
         while True:  # the longest match first, blanked out, so 「什么时候出版的」 is not also read as 「出版的」
             found = [(sum(map(len, p)), i, f, p) for i, (f, words) in enumerate(zip(FIELDS, _FIELD_PARTS))
