@@ -82,6 +82,15 @@ def test_pdf_passages_carry_their_printed_page(library: Pipeline) -> None:
     assert chunk.page == "3" and not chunk.page_estimated  # the printed number of the page, not an estimate
 
 
+def test_a_markdown_books_text_counts_as_loaded_under_its_title_heading(library: Pipeline) -> None:
+    # 「# 书名」 above 「## 第一章 …」: the 章 is the second heading of its chunks' paths, not the first
+    rows = {b["id"]: b for b in describe(library)}
+    for book in ("jiceng", "rules"):
+        assert rows[book]["toc"] and all(r["has_text"] for r in rows[book]["toc"]), rows[book]["toc"]
+    a = library.ask("第一章第一节讲什么？", params=QueryParams(book="jiceng"))
+    assert a.mode == "direct" and "基层群众工作的含义" in a.text and "不在已载入的语料中" not in a.text
+
+
 def test_book_level_questions_go_to_the_named_book_and_missing_books_are_refused(library: Pipeline) -> None:
     shipped = library.books[0]
     price = library.ask(f"《{shipped.title}》定价多少钱？")

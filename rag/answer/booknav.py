@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Sequence
 
-from rag.text.numerals import CHAPTER_REF, PAGE_REF, SECTION_REF, cn_int
+from rag.text.numerals import CHAPTER_REF, PAGE_REF, SECTION_REF, chapter_at, cn_int
 from rag.text.fold import bigrams, spaceless as squeeze
 from rag.types import Chunk, TocEntry
 
@@ -73,15 +73,14 @@ def loaded_parts(body: Sequence[Chunk]) -> frozenset[str]:
     parts: set[str] = set()
     for c in body:
         heads = [squeeze(h)[0] for h in c.section]
-        if not heads:
-            continue
-        ch = CHAPTER_REF.match(heads[0])
-        if ch:
+        at = chapter_at(heads)
+        if at is not None:
+            ch = CHAPTER_REF.match(heads[at])
             parts.add(ch.group(0))
-            sec = SECTION_REF.match(heads[1]) if len(heads) > 1 else None
+            sec = SECTION_REF.match(heads[at + 1]) if len(heads) > at + 1 else None
             if sec:
                 parts.add(ch.group(0) + sec.group(0))
-        elif heads[0].startswith("后记"):
+        elif any(h.startswith("后记") for h in heads[:2]):
             parts.add("后记")
     return frozenset(parts)
 

@@ -15,7 +15,7 @@ from rag.answer.booknav import (LAST, Chapter, Topic, chapters_of, loaded_parts,
 from rag.answer.cite import entry_span, heading_cites, line_span, make_citation
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks, renumber
 from rag.text.fold import spaceless
-from rag.text.numerals import CHAPTER_REF, SECTION_REF, cn_int, int_cn
+from rag.text.numerals import CHAPTER_REF, SECTION_REF, chapter_at, cn_int, int_cn
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
 POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question at a chapter/section
@@ -308,7 +308,8 @@ class BookFacts:
         out: list[tuple[str, Chunk]] = []
         seen: set[str] = set()
         for c in self.body:
-            path = c.section
+            at = chapter_at(c.section)
+            path = c.section[at:] if at is not None else ()
             if (len(path) < 3 or path[2] in seen or not _flat(path[0]).startswith(_flat(chapter.number))
                     or not _flat(path[1]).startswith(_flat(sec.number))):
                 continue

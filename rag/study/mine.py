@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from rag.render import chunk_page_label
 from rag.text.fold import squeeze
-from rag.text.numerals import CHAPTER_RE, CN_DIGITS, HEADING_NUMBER, SECTION_RE
+from rag.text.numerals import CHAPTER_RE, CN_DIGITS, HEADING_NUMBER, SECTION_RE, chapter_at
 from rag.text.sentences import split_sentences
 from rag.types import Chunk
 
@@ -87,7 +87,7 @@ def topic(heading: str) -> str:
 
 
 def is_chapter_text(c: Chunk) -> bool:
-    return c.kind == "body" and bool(c.section) and bool(CHAPTER_RE.match(c.section[0]))
+    return c.kind == "body" and chapter_at(c.section) is not None
 
 
 def scope_chunks(chunks: Sequence[Chunk], book: str | None = None, section: str | None = None) -> list[Chunk]:

@@ -23,6 +23,7 @@ from typing import Literal, Sequence
 
 from rag.study.mine import Listing, Span, Structure, Term, mine, scope_chunks, topic
 from rag.text.fold import squeeze
+from rag.text.numerals import part_key
 from rag.types import Chunk
 
 Kind = Literal["fill", "choice", "judge", "short"]
@@ -307,7 +308,7 @@ def sections_with_text(chunks: Sequence[Chunk], book: str | None = None) -> list
     """The 节 (or 章 without 节) paths that have body text, in book order: the scopes a round can have."""
     out: list[tuple[str, ...]] = []
     for c in scope_chunks(chunks, book):
-        path = c.section[:2] if len(c.section) >= 2 else c.section[:1]
+        path = part_key(c.section)
         if path not in out:
             out.append(path)
     return out
@@ -347,6 +348,6 @@ def counts_by_section(items: Sequence[Item]) -> dict[tuple[str, ...], dict[str, 
     """Items per 节 (the first two levels of the section path) and kind."""
     out: dict[tuple[str, ...], dict[str, int]] = {}
     for it in items:
-        row = out.setdefault(it.section[:2], {k: 0 for k in KINDS})
+        row = out.setdefault(part_key(it.section), {k: 0 for k in KINDS})
         row[it.kind] += 1
     return out

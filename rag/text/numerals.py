@@ -65,3 +65,18 @@ def article_at(text: str, offset: int) -> str | None:
             break
         found = m.group(1)
     return found
+
+
+def chapter_at(path) -> int | None:
+    """Where the 章 heading is in a chunk's section path: first, or after the book's own title heading (a
+    Markdown book's 「# 书名」 above its 「## 第一章 …」); None when neither is a 章."""
+    return next((i for i, h in enumerate(tuple(path)[:2]) if CHAPTER_RE.match(h)), None)
+
+
+def part_key(path) -> tuple[str, ...]:
+    """A section path cut after its 节 (or after its 章 when it has no 节), the book's title heading kept:
+    the unit a practice round or a count by 节 works on."""
+    path = tuple(path)
+    at = chapter_at(path)
+    return path[:(at or 0) + 2]
+
