@@ -80,6 +80,8 @@ def test_content_questions_are_not_taken_for_structure_questions(facts: BookFact
 def test_the_preface_date_and_all_chapters(facts: BookFacts) -> None:
     a = facts.answer("这本书的序言落款日期是哪天？")
     assert a is not None and "2015年1月18日" in a.text and a.citations[0].chunk.section == ("序言",)
+    a = facts.answer("序言写于哪一年？")  # the 序言's date, not the 版权页's 出版时间 (「哪一年」)
+    assert a is not None and "2015年1月18日" in a.text and a.citations[0].chunk.section == ("序言",)
     listing = facts.answer("这本书有哪几章？")
     assert listing is not None and all(c.entry.title in listing.text for c in facts.chapters)
 

@@ -134,8 +134,9 @@ class FrontMatter:
         self.preface = tuple(c for c in chunks if c.section[:1] and re.sub(r"\s", "", c.section[0]) == "序言")
 
     def answer(self, question: str) -> Cited | None:
-        # the signer before the 版权页 fields: 「序言是谁写的」 is not asking for the book's 编写 body
-        return self._preface_signer(question) or self._field(question) or self._preface_date(question)
+        # the 序言's signer and date before the 版权页 fields: 「序言是谁写的」 is not asking for the book's 编写
+        # body, nor 「序言写于哪一年」 for its 出版时间
+        return self._preface_signer(question) or self._preface_date(question) or self._field(question)
 
     def _dated(self) -> tuple[Chunk, re.Match] | None:
         """The 序言 chunk whose text has the date it is signed with, and that date."""
