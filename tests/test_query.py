@@ -57,3 +57,9 @@ def test_standalone_questions_and_missing_history_are_left_alone() -> None:
     assert expand_followup("它的含义是什么？", []) == "它的含义是什么？"
     assert not is_followup("共产党和其他政党有什么不同？")
     assert is_followup("为什么？") and is_followup("第二点呢？") and is_followup("其他方面呢？")
+
+
+def test_a_bare_why_of_the_previous_turns_words_is_a_follow_up() -> None:
+    for q in ("为什么这么说？", "为什么这么叫？", "此话怎讲？"):
+        assert is_followup(q), q
+        assert expand_followup(q, ["什么是大群工？"]).startswith("大群工"), q
