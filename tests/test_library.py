@@ -89,6 +89,11 @@ def test_a_markdown_books_text_counts_as_loaded_under_its_title_heading(library:
         assert rows[book]["toc"] and all(r["has_text"] for r in rows[book]["toc"]), rows[book]["toc"]
     a = library.ask("第一章第一节讲什么？", params=QueryParams(book="jiceng"))
     assert a.mode == "direct" and "基层群众工作的含义" in a.text and "不在已载入的语料中" not in a.text
+    # a practice round's scopes are its 章 and 节, not the book's title heading
+    from rag.study.quiz import sections_with_text
+
+    scopes = sections_with_text(library.index.chunks, "jiceng")
+    assert scopes[0] == ("第一章怎样认识基层群众工作", "第一节基层群众工作的含义"), scopes[:2]
 
 
 def test_book_level_questions_go_to_the_named_book_and_missing_books_are_refused(library: Pipeline) -> None:

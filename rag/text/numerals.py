@@ -74,9 +74,10 @@ def chapter_at(path) -> int | None:
 
 
 def part_key(path) -> tuple[str, ...]:
-    """A section path cut after its 节 (or after its 章 when it has no 节), the book's title heading kept:
-    the unit a practice round or a count by 节 works on."""
+    """A section path from its 章 to its 节 (or the 章 alone when it has no 节), without a book's title
+    heading above the 章: the unit a practice round or a count by 节 works on; the first two headings of a
+    path without a 章."""
     path = tuple(path)
-    at = chapter_at(path)
-    return path[:(at or 0) + 2]
+    at = chapter_at(path) or 0
+    return path[at:at + 2]
 
