@@ -167,11 +167,11 @@ class Composer:
         last loaded one need not be the last). For a list question whose answer introduces them, these are its
         items (「第二个呢？」)."""
         parent = anchor.chunk.section
+        under = [c for c in self.chunks if c.kind == "body" and c.source == anchor.chunk.source
+                 and len(c.section) == len(parent) + 1 and c.section[:-1] == parent]
         firsts: dict[tuple[str, ...], Chunk] = {}
-        for c in sorted(self.chunks, key=lambda c: (c.source, c.ordinal, c.start)):
-            if (c.kind == "body" and c.source == anchor.chunk.source and len(c.section) == len(parent) + 1
-                    and c.section[:-1] == parent):
-                firsts.setdefault(c.section, c)
+        for c in sorted(under, key=lambda c: (c.ordinal, c.start)):
+            firsts.setdefault(c.section, c)
         numbered = [(m, c) for c in firsts.values() if (m := _HEADING_ITEM.match(c.section[-1].strip()))]
         if len(numbered) < 2 or [cn_int(m.group(1)) for m, _ in numbered] != list(range(1, len(numbered) + 1)):
             return [], False

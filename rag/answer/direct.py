@@ -16,6 +16,7 @@ from rag.answer.cite import entry_span, heading_cites, line_span, make_citation
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks, renumber
 from rag.text.fold import spaceless
 from rag.text.numerals import CHAPTER_REF, SECTION_REF, chapter_at, cn_int, int_cn
+from rag.text.sentences import split_sentences
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
 POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question at a chapter/section
@@ -25,7 +26,6 @@ POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question 
 NOVEL_PAIRS = 2
 NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
 _FOLD = re.compile(r"1\s*/\s*(\d{1,3})")  # 开本 「710 毫米 × 1000 毫米 1/16」: 16 pages to a 印张
-_FIRST_SENTENCE = re.compile(r"[^\s。！？][^。！？]*[。！？]")
 _NUMBER = re.compile(r"\d{1,4}(\.\d{1,2})?")
 
 class BookFacts:
@@ -245,8 +245,8 @@ class BookFacts:
         line, chunk = parts[part - 1]
         head = make_citation(1, chunk, line, 1.0)
         body = chunk.text[chunk.text.find(line) + len(line):]
-        first = _FIRST_SENTENCE.search(body)
-        said = make_citation(2, chunk, first.group(0), 1.0) if first else None
+        first = next(iter(split_sentences(body)), None)
+        said = make_citation(2, chunk, body[first[0]:first[1]], 1.0) if first else None
         if head is None:
             return None
         text = f"{ch.entry.number}{sec.number}的第{int_cn(part)}部分是{_q(_bare(line))}{_page_of(chunk)}[1]"
