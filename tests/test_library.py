@@ -89,6 +89,9 @@ def test_a_markdown_books_text_counts_as_loaded_under_its_title_heading(library:
         assert rows[book]["toc"] and all(r["has_text"] for r in rows[book]["toc"]), rows[book]["toc"]
     a = library.ask("第一章第一节讲什么？", params=QueryParams(book="jiceng"))
     assert a.mode == "direct" and "基层群众工作的含义" in a.text and "不在已载入的语料中" not in a.text
+    # 「一是……二是……三是……」 is a list like 第一、第二
+    listed = library.ask("基层群众工作有哪些特点？", params=QueryParams(book="jiceng"))
+    assert [c.quote[:3] for c in listed.citations] == ["一是直", "二是具", "三是综"], listed.text
     # a practice round's scopes are its 章 and 节, not the book's title heading
     from rag.study.quiz import sections_with_text
 
