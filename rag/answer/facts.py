@@ -148,9 +148,9 @@ class FrontMatter:
 
     def _preface_signer(self, question: str) -> Cited | None:
         """Who signed the 序言, as the text shows it: the short line just above its date, or, when the signature
-        is a picture, the extracted description of it (a caption chunk inside the dated chunk's span of the
-        file or starting right after it: captions are chunked on their own),
-        quoted as it is and said to be one."""
+        is a picture, the extracted description of it, quoted as it is and said to be one (a caption chunk
+        inside the dated chunk's span of the file or starting right after it: captions are chunked on their
+        own)."""
         dated = self._dated() if _PREFACE_WHO.search(question) else None
         if dated is None:
             return None
