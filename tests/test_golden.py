@@ -10,7 +10,13 @@ enough to move a search's ranking or an answer that sits on a near tie. So the s
 exactly on the CPUs it was made on, and on any other CPU with a tolerance that a numerics change stays within
 (NEAR_*: at most 10 % of the searches rank other chunks, at most 10 % of the answers read otherwise).
 RAG_UPDATE_GOLDEN=1 rewrites the copy this CPU is held to exactly; RAG_UPDATE_GOLDEN=own writes a new kind of CPU's
-own folder (run it from the commit the reference stands for, not from a change under test)."""
+own folder (run it from the commit the reference stands for, not from a change under test).
+
+The hash covers the short query probes and a batch of passages of mixed length: an AVX-512 host gave the same
+query vectors as the AVX2 host whose copy is `golden/67f685657500/` (named by the query probes alone) and the
+reference copy's output, so the queries alone did not tell them apart. `golden/cpus.json` names the copy a
+fingerprint is held to ("reference" for the top-level files); a CPU it does not list is looked up by its query
+hash alone (the folders named before the batch was hashed)."""
 
 from __future__ import annotations
 
@@ -34,10 +40,30 @@ NEAR_SCORE = 0.1  # largest score difference of a search that ranks the same chu
 NEAR_SHARE = 0.1  # share of the searches that may rank other chunks, and of the answers that may read otherwise
 
 
+CPUS = GOLDEN / "cpus.json"
+BATCH = tuple(PROBES[i % len(PROBES)] * (1 + i % 7) for i in range(32))  # padded into one larger product
+
+
 def numerics(embedder) -> str:
-    """What this CPU's encoder computes: a hash of the probe texts' vectors, bit for bit."""
+    """What this CPU's encoder computes for short queries: a hash of the probe texts' vectors, bit for bit."""
     vectors = np.asarray(embedder.encode_queries(list(PROBES)), dtype=np.float32)
     return hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
+
+
+def fingerprint(embedder) -> str:
+    """`numerics` and the hash of a batch of passages of mixed length (other kernels run on larger products)."""
+    vectors = np.asarray(embedder.encode_passages(list(BATCH)), dtype=np.float32)
+    return f"{numerics(embedder)}-{hashlib.sha256(vectors.tobytes()).hexdigest()[:12]}"
+
+
+def own_copy(embedder, command: str) -> Path:
+    """The copy this CPU is held to exactly: the one cpus.json names for its fingerprint, else the folder
+    of its query hash (it may not exist: then the reference copy, with the tolerance)."""
+    named = json.loads(CPUS.read_text(encoding="utf-8")) if CPUS.is_file() else {}
+    folder = named.get(fingerprint(embedder))
+    if folder == "reference":
+        return GOLDEN / f"{command}.jsonl"
+    return GOLDEN / (folder or numerics(embedder)) / f"{command}.jsonl"
 
 
 def run(built, command: str) -> list[dict]:
@@ -81,11 +107,15 @@ def assert_near(command: str, got: list[dict], want: list[dict]) -> None:
 @pytest.mark.parametrize("command", ["search", "ask"])
 def test_batch_json_output_equals_the_stored_copy(built, embedder, command: str) -> None:
     got = run(built, command)
-    own = GOLDEN / numerics(embedder) / f"{command}.jsonl"
+    own = own_copy(embedder, command)
     reference = GOLDEN / f"{command}.jsonl"
     update = os.environ.get("RAG_UPDATE_GOLDEN")
     if update == "own":  # a new kind of CPU: its own copy, run from the commit the reference stands for
+        own = GOLDEN / fingerprint(embedder) / f"{command}.jsonl"
         write(own, got)
+        named = json.loads(CPUS.read_text(encoding="utf-8")) if CPUS.is_file() else {}
+        named[fingerprint(embedder)] = own.parent.name
+        CPUS.write_text(json.dumps(named, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     elif update == "1":  # an answer changed on purpose: the copy this CPU is held to exactly
         write(own if own.is_file() else reference, got)
     want = read(own if own.is_file() else reference)
