@@ -67,6 +67,14 @@ def test_each_question_cites_its_own_book(library: Pipeline) -> None:
         assert {c.chunk.book for c in a.citations} == {book}, (question, a.text)
 
 
+def test_a_verb_of_saying_is_not_a_topic_word(library: Pipeline) -> None:
+    """「……写的是什么」 asks what the book says, like 说/讲: 写 is a question word, so another book's 「……写在
+    这里」 does not win the answer from the shipped book's definition (it did with the PDF book loaded)."""
+    a = library.ask("教材定义里，群众工作的工作内容写的是什么？")
+    assert "以贯彻落实党的正确主张为工作内容" in a.text, a.text
+    assert "写在这里" not in a.text
+
+
 def test_an_article_is_the_citation_anchor_of_a_text_without_pages(library: Pipeline) -> None:
     a = library.ask("表决须经多少代表同意方为通过？", params=QueryParams(book="rules"))
     (c, *_) = a.citations

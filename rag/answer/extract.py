@@ -23,7 +23,7 @@ from rag.types import Chunk
 
 # Question words carry no topic; without them the weighted coverage measures the topic words only.
 QUESTION_WORDS = frozenset("""什么 哪些 哪个 哪几个 哪几 几个 多少 怎么 怎样 如何 为什么 是否 书中 书里 本书 这本书 指
-    方面 主要 具体 体现 包括 内容 含义 意思 说 讲 谈 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
+    方面 主要 具体 体现 包括 内容 含义 意思 说 讲 谈 写 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
     什么样 一种 要 呢 吗""".split())
 
 
