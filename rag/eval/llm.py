@@ -117,15 +117,15 @@ def llm(pipeline, questions=(), path: Path = CLAIMS) -> GroupReport:
     claims = load_claims(path)
     flagged = run_claims(pipeline, claims)
     report = GroupReport("大模型回答核实（llm）：错误断言与忠实改写的标记率", COLUMNS,
-                         failure_title="判错的断言（错误未标记 / 忠实被标记）：")
+                         failure_title="判错的调参集断言（错误未标记 / 忠实被标记；留出集只计数）：")
     for split, label in (("heldout", "留出"), ("tune", "调参")):  # held-out first: the figure that counts
         r = rates([c for c in claims if c.split == split], flagged)
         for kind, (n, share) in r.items():
             report.rows[f"{label}·{kind}"] = {"n": n, "标记率": share}
         report.summary[f"{split}_wrong_flagged"] = r.get("错误合计", (0, 0.0))[1]
         report.summary[f"{split}_faithful_flagged"] = r.get("faithful", (0, 0.0))[1]
-    for c in claims:
-        if flagged[c.id] != c.wrong:
+    for c in claims:  # tune rows only: the held-out claims are counted, never shown (nothing is tuned on them)
+        if flagged[c.id] != c.wrong and c.split == "tune":
             report.failures.append(f"{c.id} [{c.split}·{c.kind}] {c.claim}")
     m = report.summary
     report.notes += [
