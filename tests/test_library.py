@@ -120,6 +120,23 @@ def test_book_level_questions_go_to_the_named_book_and_missing_books_are_refused
     assert outside.refused
 
 
+def test_a_question_about_a_missing_section_is_answered_only_by_a_book_that_says_it(library: Pipeline,
+                                                                                  alone: Pipeline) -> None:
+    """The shipped book's 第二章 (新形势) is 目录 only; the PDF book says what changed 「新形势下」: the question is
+    answered from the PDF book alone, and the reader is told the shipped book's section is not loaded. A
+    question the shipped book alone refuses for its missing 第三章第二节 (法治) stays refused with that pointer
+    in the library: other books' sentences about 群众工作 in general are a little closer than the shipped
+    book's, and they do not answer it (they did, mixed with the shipped book's)."""
+    shipped = library.books[0]
+    changed = library.ask("新形势下群众的利益诉求有什么变化？")
+    assert not changed.refused and {c.chunk.book for c in changed.citations} == {"duben"}, changed.text
+    assert any(f"《{shipped.title}》" in n and "第二章" in n for n in changed.notices), changed.notices
+    law = "怎样运用法治方式做好群众工作？"
+    by_itself, in_library = alone.ask(law), library.ask(law)
+    assert by_itself.refused and "法治中国建设" in by_itself.pointer
+    assert in_library.refused and in_library.pointer == by_itself.pointer, in_library.text
+
+
 def test_a_books_ranking_does_not_depend_on_the_other_books(library: Pipeline, alone: Pipeline) -> None:
     """Each book is fused on its own candidates (its own BM25 statistics, its own dense mean and spread):
     its passages come in the same order, with the same scores, as from the book alone — with the book

@@ -22,7 +22,7 @@ from rag.errors import LLMError
 from rag.answer.extract import (LAST_ITEM, LIST_QUESTION, ORDINAL_FOLLOWUP, Scored, Sentence, SentenceStore,
                                 answer_type, asked_kind, coverage_of, list_items, question_terms)
 from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
-from rag.answer.refusal import Scope
+from rag.answer.refusal import Scope, Unloaded
 from rag.answer.facts import renumber
 from rag.retrieve.query import resolve, split_compound
 from rag.text.fold import is_cjk
@@ -69,6 +69,12 @@ class Plan:
 def foreign(text: str) -> bool:
     """A question written in letters with no Chinese character at all (English, pinyin …)."""
     return not any(is_cjk(ch) for ch in text) and sum(ch.isalpha() for ch in text) >= 3
+
+
+def elsewhere_notice(unloaded: Unloaded) -> str:
+    """What the reader is told when another book answers a question about a section whose text is missing."""
+    return (f"《{unloaded.facts.book.title}》讲这一内容的部分正文未载入（{unloaded.facts.pointer_to(unloaded.entry)}），"
+            "以下回答出自其他书。")
 
 
 class Answerer:
@@ -149,9 +155,15 @@ class Answerer:
             return Plan(query, hits, passages, params.book, extractive=compose(base, items, REFUSAL_TEXT))
         ranked = self._rank(query.text, hits, qvec, own if query.expanded else None)
         unloaded = self.scope.unloaded_entry(own, ranked, qvec, params.book)
+        if unloaded is not None and unloaded.elsewhere:  # another book says it: answered from the others
+            ranked = [s for s in ranked if s.sentence.chunk.book != unloaded.facts.book.id]
+            hits = tuple(h for h in hits if h.chunk.book != unloaded.facts.book.id)  # the LLM's passages too
+            base = replace(base, notices=base.notices + (elsewhere_notice(unloaded),))
+            unloaded = None
         if unloaded is not None or self.scope.outside(query.text, ranked, params.book):
             notices = base.notices + ((FOREIGN_NOTICE,) if foreign(own) else ())
-            pointer = unloaded[0].pointer_to(unloaded[1]) if unloaded else self.facts.pointer(query.text, params.book)
+            pointer = (unloaded.facts.pointer_to(unloaded.entry) if unloaded
+                       else self.facts.pointer(query.text, params.book))
             refusal = replace(base, text=REFUSAL_TEXT, refused=True, pointer=pointer, notices=notices)
             return Plan(query, hits, passages, params.book, final=refusal)
         chosen = self.composer.choose(query.text, ranked)

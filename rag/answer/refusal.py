@@ -9,16 +9,20 @@ their thresholds (chosen on the tune split of tests/data/book_questions.jsonl; b
 2. A 目录 row whose text is not loaded, named by number (「第四章第二节的内容」), or in words of its title that
    the loaded text never uses (BookFacts.unloaded_by_words: 「源头治理」), or by a balanced title match of at
    least UNLOADED_TOPIC — unless a sentence covers the question nearly completely (FULL_COVERAGE).
-3. Closer in meaning to such a row's title than to every sentence of the loaded text, by more than
-   TITLE_MARGIN + TITLE_SLOPE × the best coverage among the three best sentences (a sentence sharing the
-   question's words needs a clearer lead). On tune, answerable questions stay at or below +0.014 (most below
-   0), questions about unloaded sections reach +0.01 to +0.10.
+3. Closer in meaning to such a row's title than to every sentence of the loaded text of its book, by more
+   than TITLE_MARGIN + TITLE_SLOPE × the best coverage among that book's three best sentences (a sentence
+   sharing the question's words needs a clearer lead). On tune, answerable questions stay at or below +0.014
+   (most below 0), questions about unloaded sections reach +0.01 to +0.10. With several books, another
+   book answers instead only when one of its sentences is at least as close as that title, and then from its
+   own sentences (the book whose section is missing has nothing closer to say); a sentence of another book
+   that is merely a little closer than the book's own does not: more text on the same topic always holds a
+   slightly closer sentence, and a question about the missing section is no more answered by it.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -38,6 +42,16 @@ TITLE_MARGIN, TITLE_SLOPE = 0.008, 0.015
 TOC_MEANING = 0.87
 
 Title = tuple[BookFacts, TocEntry, bool, np.ndarray]  # facts, 目录 row, its text is loaded, title vector
+
+
+@dataclass(frozen=True)
+class Unloaded:
+    """The 目录 row a question is about whose text is not loaded; `elsewhere`: another book says something at
+    least as close to the question, so it is answered from the other books instead of refused."""
+
+    facts: BookFacts
+    entry: TocEntry
+    elsewhere: bool = False
 
 
 class Scope:
@@ -69,25 +83,28 @@ class Scope:
         return best.coverage < FULL_COVERAGE and self.facts.names_unloaded_part(text, UNLOADED_TOPIC, book)
 
     def unloaded_entry(self, own: str, ranked: Sequence[Scored], qvec: np.ndarray,
-                       book: str | None) -> tuple[BookFacts, TocEntry] | None:
+                       book: str | None) -> Unloaded | None:
         """The 目录 row a question is about when that row's text is not loaded (rules 2 and 3)."""
         for facts in self.facts.scope(own, book):
             entry = facts.numbered_unloaded(own)
             if entry is None and (not ranked or ranked[0].coverage < FULL_COVERAGE):
                 entry = facts.unloaded_by_words(own)
             if entry is not None:
-                return facts, entry
+                return Unloaded(facts, entry)
         rows = self.titles(book)
         if not rows or not ranked:
             return None
         sims = np.stack([v for _, _, _, v in rows]) @ qvec
         best_unloaded = max(((s, i) for i, s in enumerate(sims) if not rows[i][2]), default=None)
-        closest = max(s.dense for s in ranked)
-        margin = TITLE_MARGIN + TITLE_SLOPE * max(s.coverage for s in ranked[:3])
-        if best_unloaded is None or best_unloaded[0] - closest <= margin:
+        if best_unloaded is None:
             return None
-        facts, entry, _, _ = rows[best_unloaded[1]]
-        return facts, entry
+        title, (facts, entry, _, _) = float(best_unloaded[0]), rows[best_unloaded[1]]
+        its = [s for s in ranked if s.sentence.chunk.book == facts.book.id]
+        margin = TITLE_MARGIN + TITLE_SLOPE * max((s.coverage for s in its[:3]), default=0.0)
+        if its and title - max(s.dense for s in its) <= margin:
+            return None
+        others = [s.dense for s in ranked if s.sentence.chunk.book != facts.book.id]
+        return Unloaded(facts, entry, elsewhere=bool(others) and max(others) >= title)
 
     def toc_by_meaning(self, own: str, turns: Sequence[str], qvec: np.ndarray,
                        book: str | None) -> Answer | None:
