@@ -8,8 +8,8 @@ seconds, chunks, and search p50/p95 over the project's question set; --write put
 
 `python -m bench.library --eval [--write]`: the shipped book's own figures (rag.eval, groups retrieval and
 answers, on tests/data/questions.jsonl and tests/data/book_questions.jsonl; aggregate figures only) from its
-one-book index and from library indexes, no book picked (scope 全部): + the 章/节/条 rules text and the
-LibreOffice PDF on the same topic (tests/data/pdf/book.pdf), then + a Markdown text on grassroots 群众工作
+one-book index and from library indexes, no book picked (scope 全部): + the 章/节/条 rules text (another
+topic), + it and the LibreOffice PDF on the same topic (tests/data/pdf/book.pdf), then + a Markdown text on grassroots 群众工作
 in the shipped book's words (tests/data/library/); and the four-book library with the book picked. The
 differences are what other books do to the shipped book's figures.
 """
@@ -173,11 +173,12 @@ def loaded(base, embedder, scratch: Path, name: str, books: tuple[str, ...]):
 
 def interference(base, embedder, scratch: Path) -> str:
     one = loaded(base, embedder, scratch, "one", ())
+    two = loaded(base, embedder, scratch, "two", ("rules",))
     three = loaded(base, embedder, scratch, "three", ("rules", "duben"))
     four = loaded(base, embedder, scratch, "four", tuple(OTHER_BOOKS))
     shipped = one.books[0].id
     alone = figures(one)
-    columns = {"3 books, 全部": figures(three), "4 books, 全部": figures(four),
+    columns = {"2 books, 全部": figures(two), "3 books, 全部": figures(three), "4 books, 全部": figures(four),
                "4 books, book picked": figures(Picked(four, shipped))}
     rows = ["| question set | split | group | figure | one book | " + " | ".join(f"{c} | Δ" for c in columns)
             + " |", "|---" * (5 + 2 * len(columns)) + "|"]
@@ -187,8 +188,8 @@ def interference(base, embedder, scratch: Path) -> str:
     worst = ", ".join(f"{n} {max(abs(c[k] - v) for k, v in alone.items()):.3f}" for n, c in columns.items())
     return (f"`python -m bench.library --eval` ({stamp()}; load {load()}). The shipped book's figures "
             "(rag.eval groups retrieval and answers, 全部 rows) from its one-book index and from library "
-            "indexes: 3 books = + 社区议事规则 + 群众工作学习读本 (PDF); 4 books = + 基层群众工作方法十讲; "
-            "全部 = no book picked.\n\n" + "\n".join(rows) + f"\n\nlargest |Δ|: {worst}\n\nOther books' "
+            "indexes: 2 books = + 社区议事规则 (another topic); 3 books = + 群众工作学习读本 (PDF, the same "
+            "topic); 4 books = + 基层群众工作方法十讲; 全部 = no book picked.\n\n" + "\n".join(rows) + f"\n\nlargest |Δ|: {worst}\n\nOther books' "
             f"questions, no book picked: 4 books {other_books(four)}; 3 books {other_books(three)}")
 
 
