@@ -67,6 +67,16 @@ def test_each_question_cites_its_own_book(library: Pipeline) -> None:
         assert {c.chunk.book for c in a.citations} == {book}, (question, a.text)
 
 
+def test_a_sentence_that_announces_a_list_brings_the_list(library: Pipeline) -> None:
+    """「……有什么特点？」 asks for no list in words, but the book's answer is 「基层群众工作有三个突出的特点。」
+    and the three: the announcement alone answers nothing. 「第二个……」 then takes the second of them."""
+    picked = QueryParams(book="jiceng")
+    a = library.ask("基层群众工作有什么特点？", params=picked)
+    assert [c.quote[:3] for c in a.citations] == ["基层群", "一是直", "二是具", "三是综"], a.text
+    second = library.ask("第二个是什么意思？", ("基层群众工作有什么特点？",), params=picked)
+    assert [c.quote[:3] for c in second.citations] == ["二是具"], second.text
+
+
 def test_a_verb_of_saying_is_not_a_topic_word(library: Pipeline) -> None:
     """「……写的是什么」 asks what the book says, like 说/讲: 写 is a question word, so another book's 「……写在
     这里」 does not win the answer from the shipped book's definition (it did with the PDF book loaded)."""

@@ -271,17 +271,21 @@ class Answerer:
     def _ordinal_followup(self, text: str, history: Sequence[str], book: str | None) -> list[Sentence]:
         """「那第三个方面呢？」 after a list question: item three of the enumeration that question was answered
         from, or of the numbered subsections its best sentence introduces (the list question is re-retrieved;
-        no LLM)."""
+        no LLM); after another question, item three of the list its answer announced (Composer.announced)."""
         m = ORDINAL_FOLLOWUP.search(text)
         if not m or len(text) > 14:
             return []
         n = LAST_ITEM if m.group(m.lastindex or 1) == "最后" else cn_int(m.group(m.lastindex or 1)) or 0
         for previous in reversed(history):
-            if not LIST_QUESTION.search(previous):
-                continue
+            listing = bool(LIST_QUESTION.search(previous))
             qvec = self.embedder.encode_queries([previous])[0]
             earlier = Query(text=previous, original=previous, own=previous)
             ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec)
+            if not listing:  # 「……有什么特点？」: a list when its best sentence announces one
+                _head, items = self.composer.announced(previous, ranked)
+                if not items:
+                    continue
+                return [items[-1]] if n == LAST_ITEM else [items[n - 1]] if 0 < n <= len(items) else []
             _lead, items = self.composer.enumerated(previous, ranked)
             if not items and ranked:  # the list is the numbered subsections its answer introduces
                 heads, complete = self.composer.heading_items(ranked[0].sentence)

@@ -79,6 +79,9 @@ class Composer:
             if items:
                 return items
         best = ranked[0]
+        head, items = self.announced(text, ranked)
+        if items:  # 「……有三个突出的特点。」 and the three
+            return self.with_leads(sorted([head, *items], key=doc_order))
         chosen = [best.sentence]
         for s in ranked[1:]:
             if len(chosen) >= MAX_PLAIN or s.score < best.score - KEEP_MARGIN:
@@ -87,6 +90,25 @@ class Composer:
                 chosen.append(s.sentence)
         chosen += self.footnotes(text, chosen)
         return self.with_leads(sorted(chosen, key=doc_order))
+
+    def announced(self, text: str, ranked: Sequence[Scored]) -> tuple[Sentence | None, list[Sentence]]:
+        """A question that is no list question, answered by a sentence that only announces the list after it
+        (「基层群众工作有三个突出的特点。」 for 「……有什么特点？」): (that sentence, the list's items), else
+        (None, [])."""
+        if not ranked:
+            return None, []
+        lead, items = self.enumerated(text, ranked)
+        head = lead or ranked[0].sentence
+        if items and announces(head.text, len(items)) and self.introduces(head, items[0]):
+            return head, items
+        return None, []
+
+    def introduces(self, head: Sentence, first: Sentence) -> bool:
+        """The list's first item comes at most LEAD_GAP sentences after `head`, in its section."""
+        around = section_sentences(self.store, self.chunks, head.chunk)
+        at = next((i for i, x in enumerate(around) if _same(x, head)), None)
+        to = next((i for i, x in enumerate(around) if _same(x, first)), None)
+        return at is not None and to is not None and 0 < to - at <= LEAD_GAP
 
     def list_items(self, text: str, ranked: Sequence[Scored]) -> list[Sentence]:
         """A list question's complete answer: the enumeration of the section the question names, or the list the
@@ -253,6 +275,19 @@ class Composer:
                                                                                           c.start + a)):
                     best = Sentence(c, a, b, note.rank, 0.0)
         return [best] if best is not None else []
+
+
+_ANNOUNCED = re.compile(r"([两二三四五六七八九十])[个点条项种层大][^，。；]{0,8}$")
+
+
+def announces(text: str, items: int) -> bool:
+    """A sentence that is nothing but the announcement of the list after it: it ends in 「：」, or in the
+    number of items that follow (「基层群众工作有三个突出的特点。」 before 一是…二是…三是…)."""
+    body = text.strip().rstrip("。.")
+    if body.endswith(("：", ":")):
+        return True
+    m = _ANNOUNCED.search(body)
+    return m is not None and cn_int(m.group(1)) == items
 
 
 def _same(a: Sentence, b: Sentence) -> bool:
