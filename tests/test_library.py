@@ -141,6 +141,8 @@ def test_a_question_about_a_missing_section_is_answered_only_by_a_book_that_says
     changed = library.ask("新形势下群众的利益诉求有什么变化？")
     assert not changed.refused and {c.chunk.book for c in changed.citations} == {"duben"}, changed.text
     assert any(f"《{shipped.title}》" in n and "第二章" in n for n in changed.notices), changed.notices
+    rules = library.ask("议事会多久开一次会？")  # the shipped book does not cover it: no section of it is named
+    assert {c.chunk.book for c in rules.citations} == {"rules"} and not rules.notices, rules.notices
     law = "怎样运用法治方式做好群众工作？"
     by_itself, in_library = alone.ask(law), library.ask(law)
     assert by_itself.refused and "法治中国建设" in by_itself.pointer

@@ -73,8 +73,8 @@ def foreign(text: str) -> bool:
 
 def elsewhere_notice(unloaded: Unloaded) -> str:
     """What the reader is told when another book answers a question about a section whose text is missing."""
-    return (f"《{unloaded.facts.book.title}》讲这一内容的部分正文未载入（{unloaded.facts.pointer_to(unloaded.entry)}），"
-            "以下回答出自其他书。")
+    where = unloaded.facts.pointer_to(unloaded.entry, note=False)
+    return f"《{unloaded.facts.book.title}》讲这一内容的部分（{where}）正文未载入，以下回答出自其他书。"
 
 
 class Answerer:
@@ -158,7 +158,8 @@ class Answerer:
         if unloaded is not None and unloaded.elsewhere:  # another book says it: answered from the others
             ranked = [s for s in ranked if s.sentence.chunk.book != unloaded.facts.book.id]
             hits = tuple(h for h in hits if h.chunk.book != unloaded.facts.book.id)  # the LLM's passages too
-            base = replace(base, notices=base.notices + (elsewhere_notice(unloaded),))
+            if unloaded.named:
+                base = replace(base, notices=base.notices + (elsewhere_notice(unloaded),))
             unloaded = None
         if unloaded is not None or self.scope.outside(query.text, ranked, params.book):
             notices = base.notices + ((FOREIGN_NOTICE,) if foreign(own) else ())

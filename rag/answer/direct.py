@@ -59,10 +59,12 @@ class BookFacts:
         hit = topic_match(question, self.toc, min_score=POINTER_MATCH, chapter_first=True, balanced=True)
         return self.pointer_to(hit.entry) if hit is not None else None
 
-    def pointer_to(self, entry: TocEntry) -> str:
+    def pointer_to(self, entry: TocEntry, note: bool = True) -> str:
+        """「目录：第二章 …（第28页起）」, with 「（该部分正文不在已载入的语料中）」 when its text is not loaded
+        (and `note`)."""
         where = self._path(entry)
-        note = "" if self._is_loaded(entry) else "（该部分正文不在已载入的语料中）"
-        return f"目录：{where}（第{entry.page}页起）{note}" if entry.page else f"目录：{where}{note}"
+        missing = "" if self._is_loaded(entry) or not note else "（该部分正文不在已载入的语料中）"
+        return f"目录：{where}（第{entry.page}页起）{missing}" if entry.page else f"目录：{where}{missing}"
 
     def numbered_unloaded(self, question: str) -> TocEntry | None:
         """The 章 or 节 a question names by number (「第四章第二节」) when its text is not loaded."""

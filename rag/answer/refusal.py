@@ -52,6 +52,14 @@ class Unloaded:
     facts: BookFacts
     entry: TocEntry
     elsewhere: bool = False
+    title: float = 0.0  # the question's cosine with the row's title (rule 3)
+
+    @property
+    def named(self) -> bool:
+        """The question is as close to the row's title as a sentence must be to answer it (MIN_DENSE): when
+        another book answers, the reader is told this book's section is missing (not for every question
+        that book merely does not cover)."""
+        return self.title >= MIN_DENSE
 
 
 class Scope:
@@ -104,7 +112,7 @@ class Scope:
         if its and title - max(s.dense for s in its) <= margin:
             return None
         others = [s.dense for s in ranked if s.sentence.chunk.book != facts.book.id]
-        return Unloaded(facts, entry, elsewhere=bool(others) and max(others) >= title)
+        return Unloaded(facts, entry, elsewhere=bool(others) and max(others) >= title, title=title)
 
     def toc_by_meaning(self, own: str, turns: Sequence[str], qvec: np.ndarray,
                        book: str | None) -> Answer | None:
