@@ -77,6 +77,16 @@ def test_a_sentence_that_announces_a_list_brings_the_list(library: Pipeline) -> 
     assert [c.quote[:3] for c in second.citations] == ["二是具"], second.text
 
 
+def test_a_picked_book_is_the_only_book_cited(library: Pipeline) -> None:
+    """With a book picked, every citation is from it — also the sentences the answer stage adds beyond the
+    retrieved passages (its lexical sentence pool looked at every book: 「第1页讲什么？」 with 社区议事规则
+    picked cited the shipped book's footnote 「……第4页」)."""
+    for book in ("rules", "duben", "jiceng"):
+        for question in ("第1页讲什么？", "群众工作的核心是什么？", "党的群众工作的实质是什么？"):
+            a = library.ask(question, params=QueryParams(book=book))
+            assert {c.chunk.book for c in a.citations} <= {book}, (book, question, a.text)
+
+
 def test_a_verb_of_saying_is_not_a_topic_word(library: Pipeline) -> None:
     """「……写的是什么」 asks what the book says, like 说/讲: 写 is a question word, so another book's 「……写在
     这里」 does not win the answer from the shipped book's definition (it did with the PDF book loaded)."""

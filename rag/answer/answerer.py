@@ -153,7 +153,7 @@ class Answerer:
         hits = self._search(query, qvec, max(CANDIDATE_HITS, passages), params.book)
         if items:
             return Plan(query, hits, passages, params.book, extractive=compose(base, items, REFUSAL_TEXT))
-        ranked = self._rank(query.text, hits, qvec, own if query.expanded else None)
+        ranked = self._rank(query.text, hits, qvec, own if query.expanded else None, params.book)
         unloaded = self.scope.unloaded_entry(own, ranked, qvec, params.book)
         if unloaded is not None and unloaded.elsewhere:  # another book says it: answered from the others
             ranked = [s for s in ranked if s.sentence.chunk.book != unloaded.facts.book.id]
@@ -207,13 +207,14 @@ class Answerer:
         hits = self.retriever.search(query, qvec, k, book).hits
         return tuple(self.reranker(query, hits)) if self.reranker is not None else hits
 
-    def _rank(self, text: str, hits: Sequence[Hit], qvec: np.ndarray, own: str | None = None) -> list[Scored]:
+    def _rank(self, text: str, hits: Sequence[Hit], qvec: np.ndarray, own: str | None = None,
+              book: str | None = None) -> list[Scored]:
         """Every body sentence of the hits, best first (目录 and 版权页 lines are the direct answers' job).
 
         `own` is a follow-up's own wording: its terms, not the borrowed topic, measure the coverage."""
         tok = self.index.tokenizer
         qterms = question_terms(tok, own or text) or question_terms(tok, text)
-        hits = self._pool(hits, qterms)
+        hits = self._pool(hits, qterms, book)
         if not hits:
             return []
         listing = bool(LIST_QUESTION.search(text))
@@ -249,7 +250,7 @@ class Answerer:
         named = W_KIND if kind and s.text.count(kind) >= 3 else 0.0
         return named + (W_LIST + W_ITEM * (min(items, MAX_ITEMS) - 3)) * covers(self.store.terms(s) | self.store.terms(lead))
 
-    def _pool(self, hits: Sequence[Hit], qterms: frozenset[str]) -> list[Hit]:
+    def _pool(self, hits: Sequence[Hit], qterms: frozenset[str], book: str | None = None) -> list[Hit]:
         """The body hits, plus any chunk holding a sentence that covers most of the question's terms (a cheap
         sentence-level lexical search over the book, for answers retrieval ranked too low)."""
         pool = [h for h in hits if h.chunk.kind not in ("toc", "front")]
@@ -259,7 +260,7 @@ class Answerer:
         # a sentence without any of the question's terms covers nothing: only those holding one are looked at
         for row, sentences in self.store.holding(qterms).items():
             c = self.store.chunks[row]
-            if c.id in have:
+            if c.id in have or (book is not None and c.book != book):  # the book picked, if any
                 continue
             best = max(covers(self.store.terms(s)) for s in sentences)
             if best >= POOL_COVERAGE:
@@ -281,7 +282,7 @@ class Answerer:
             listing = bool(LIST_QUESTION.search(previous))
             qvec = self.embedder.encode_queries([previous])[0]
             earlier = Query(text=previous, original=previous, own=previous)
-            ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec)
+            ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec, book=book)
             if not listing:  # 「……有什么特点？」: a list when its best sentence announces one
                 _head, items = self.composer.announced(previous, ranked)
                 if not items:
