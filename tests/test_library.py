@@ -80,9 +80,11 @@ def test_a_sentence_that_announces_a_list_brings_the_list(library: Pipeline) -> 
 def test_a_picked_book_is_the_only_book_cited(library: Pipeline) -> None:
     """With a book picked, every citation is from it — also the sentences the answer stage adds beyond the
     retrieved passages (its lexical sentence pool looked at every book: 「第1页讲什么？」 with 社区议事规则
-    picked cited the shipped book's footnote 「……第4页」)."""
+    picked cited the shipped book's footnote 「……第4页」) and the list of the section whose heading a list
+    question names (「……历史地位有哪几点？」 with another book picked got the shipped book's 第一…第四)."""
     for book in ("rules", "duben", "jiceng"):
-        for question in ("第1页讲什么？", "群众工作的核心是什么？", "党的群众工作的实质是什么？"):
+        for question in ("第1页讲什么？", "群众工作的核心是什么？", "党的群众工作的实质是什么？",
+                         "群众工作的历史地位有哪几点？"):
             a = library.ask(question, params=QueryParams(book=book))
             assert {c.chunk.book for c in a.citations} <= {book}, (book, question, a.text)
 

@@ -227,15 +227,18 @@ class Composer:
         section that holds that sentence, unless the question has all the heading's terms (HEADING_FULL): a
         heading word shared by chance names no section."""
         qterms = frozenset(terms(self.tokenizer, text))
-        heads: dict[tuple[str, ...], tuple[float, Chunk]] = {}
+        books = {s.sentence.chunk.book for s in ranked}  # the books answering (the picked one, if any)
+        heads: dict[tuple[str, tuple[str, ...]], tuple[float, Chunk]] = {}
         for chunk in self.chunks:
-            if chunk.kind == "body" and chunk.section and chunk.section not in heads:
+            key = (chunk.book, chunk.section)
+            if chunk.kind == "body" and chunk.section and chunk.book in books and key not in heads:
                 heading = frozenset(terms(self.tokenizer, _NUMBERING.sub("", chunk.section[-1])))
-                heads[chunk.section] = (coverage(self.store, heading, qterms), chunk)
+                heads[key] = (coverage(self.store, heading, qterms), chunk)
         for score, chunk in sorted(heads.values(), key=lambda x: -x[0]):
             if score < HEADING_MATCH:
                 break
-            outside = within is not None and within.chunk.section[:len(chunk.section)] != chunk.section
+            outside = within is not None and (within.chunk.book != chunk.book
+                                              or within.chunk.section[:len(chunk.section)] != chunk.section)
             if outside and score < HEADING_FULL:
                 continue
             items = enumeration(section_sentences(self.store, self.chunks, chunk))
