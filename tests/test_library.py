@@ -161,6 +161,20 @@ def test_a_question_about_a_missing_section_is_answered_only_by_a_book_that_says
     assert in_library.refused and in_library.pointer == by_itself.pointer, in_library.text
 
 
+def test_a_markdown_book_answers_for_a_chapter_it_does_not_have(library: Pipeline) -> None:
+    """社区议事规则 has two 章, the second opening with its first 节's heading at once (no chunk of its own):
+    「第三章讲什么？」 says there is none, cited at the heading where its last 章 begins (it fell through to
+    retrieval: 「第五章」 was answered with 第五条), and each 章 is cited once."""
+    rules = QueryParams(book="rules")
+    missing = library.ask("第三章讲什么？", params=rules)
+    assert missing.mode == "direct" and "没有第三章" in missing.text, missing.text
+    assert [c.chunk.section[1] for c in missing.citations] == ["第二章议事程序"]
+    fifth = library.ask("第五章讲什么？", params=rules)
+    assert "没有第五章" in fifth.text and "第五条" not in fifth.text, fifth.text
+    chapters = library.ask("有哪几章？", params=rules)
+    assert [c.chunk.section[1] for c in chapters.citations] == ["第一章总则", "第二章议事程序"], chapters.text
+
+
 def test_a_books_ranking_does_not_depend_on_the_other_books(library: Pipeline, alone: Pipeline) -> None:
     """Each book is fused on its own candidates (its own BM25 statistics, its own dense mean and spread):
     its passages come in the same order, with the same scores, as from the book alone — with the book

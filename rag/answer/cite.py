@@ -46,16 +46,26 @@ def make_citation(n: int, chunk: Chunk, quote: str, score: float, flagged: bool 
 
 def heading_cites(body: Sequence[Chunk], entries: Sequence[TocEntry]) -> tuple[Citation, ...]:
     """For a book whose 目录 was made from its headings: each entry cited at the heading line where its text
-    begins."""
+    begins; a 章 whose first 节 heading follows at once has no chunk of its own, so it is cited at the first
+    line of the first chunk under it (its card's path names the 章)."""
     cites: list[Citation] = []
     for entry in entries:
-        for chunk in body:
-            span = entry_span(chunk, entry)
-            if span and chunk.section and spaceless(entry.title)[0] in spaceless(chunk.section[-1])[0]:
-                start, end = line_span(chunk.text, *span)
-                cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
-                cites += [cite] if cite else []
-                break
+        title = spaceless(entry.title)[0]
+        under = [c for c in body if c.section and any(title in spaceless(level)[0] for level in c.section)]
+        at = next(((c, span) for c in under if (span := entry_span(c, entry))
+                   and title in spaceless(c.section[-1])[0]), None)
+        if at is None and under:
+            first = under[0].text.lstrip("\n").split("\n", 1)[0]
+            start = under[0].text.find(first)
+            at = (under[0], (start, start + len(first))) if first.strip() else None
+        if at is not None:
+            chunk, span = at
+            start, end = line_span(chunk.text, *span)
+            quote = chunk.text[start:end]
+            if any(c.chunk.id == chunk.id and c.quote == quote for c in cites):
+                continue  # the 章 cited at its first 节's heading, and that 节: one citation
+            cite = make_citation(len(cites) + 1, chunk, quote, 1.0)
+            cites += [cite] if cite else []
     return tuple(cites)
 
 
