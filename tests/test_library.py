@@ -136,6 +136,15 @@ def test_book_level_questions_go_to_the_named_book_and_missing_books_are_refused
     chapter = library.ask("第二章讲的是什么？", params=QueryParams(book="rules"))
     assert chapter.mode == "direct" and "议事程序" in chapter.text  # its 目录 is made from its headings
     assert all(c.chunk.book == "rules" for c in chapter.citations)
+    # several books, none named or picked: each book's own fact, titled; a book without one says nothing
+    every = library.ask("第二章讲什么？")
+    assert every.mode == "direct" and every.text.count("第二章的标题是") == 4, every.text
+    assert {c.chunk.book for c in every.citations} == {b.id for b in library.books}
+    assert "议事程序" in every.text and "群众工作的新形势新任务新特点" in every.text
+    fifth = library.ask("第五章讲什么？")  # two books have a 第五章; the others say nothing of it
+    assert {c.chunk.book for c in fifth.citations} == {shipped.id, "jiceng"} and "没有" not in fifth.text
+    editor = library.ask("这本书的主编是谁？")  # only the shipped book's 版权页 names one
+    assert editor.text.startswith(f"《{shipped.title}》：") and "李景田" in editor.text
     missing = library.ask("《中华人民共和国宪法》的主编是谁？")
     assert missing.refused and "没有《中华人民共和国宪法》" in missing.text
     outside = library.ask("红烧肉怎么做才好吃？")

@@ -2,21 +2,25 @@
 
 A question is about the book it names (its title, or the title without 《》), else the book picked by the
 caller (`book`, the page's picker or `--book`), else — with one book loaded — that book. With several and none
-named, a direct answer is given for the first book that has one, prefixed with its title, so the reader sees
-which book it comes from.
+named, each book that has a direct answer gives it, prefixed with its title, so the reader sees which book each
+comes from (「第二章讲什么？」: every book's 第二章; 「主编是谁」: the books whose 版权页 names one).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Sequence
 
 from rag.answer.direct import BookFacts
+from rag.answer.facts import renumber
 from rag.text.fold import squeeze
-from rag.types import Answer, Book, Chunk, TocEntry
+from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
 
 _TITLED = re.compile(r"《([^《》]{1,40})》")
+# A book's direct answer that it has no such thing (「……没有第五章」「本书没有第300页的内容」).
+_NONE = re.compile(r"没有第")
 
 
 class Library:
@@ -71,14 +75,24 @@ class Library:
                               text=f"已载入的书中没有《{absent}》，无法回答关于它的问题。已载入的书：{names}。")
         scope = self.scope(question, book, named)
         asked = self.without_title(question, named.title) if named else question
-        for facts in scope:
-            found = facts.answer(asked, history)
-            if found is not None:
-                if len(scope) > 1:
-                    return Answer(question=question, text=f"《{facts.book.title}》：{found.text}",
-                                  citations=found.citations, mode=found.mode)
-                return Answer(question=question, text=found.text, citations=found.citations, mode=found.mode)
-        return None
+        found = [(f, a) for f in scope if (a := f.answer(asked, history)) is not None]
+        if len(scope) == 1:
+            return replace(found[0][1], question=question) if found else None
+        # several books, none named or picked: each book's own fact, titled (those that have it; one that
+        # says it has none — 「没有第五章」 — only when no book has it)
+        said = [(f, a) for f, a in found if not a.refused and not _NONE.search(a.text)] or found[:1]
+        texts: list[str] = []
+        cites: list[Citation] = []
+        for facts, a in said:
+            numbered = renumber(a.citations, cites)
+            new = {c.n: m.n for c, m in zip(a.citations, numbered)}
+            text = re.sub(r"\[(\d+)\]", lambda m: f"[{new.get(int(m.group(1)), m.group(1))}]", a.text)
+            texts.append(f"《{facts.book.title}》：{text}")
+            cites += [c for c in numbered if c not in cites]
+        if not said:
+            return None
+        return Answer(question=question, text="\n".join(texts), citations=tuple(cites), mode=said[0][1].mode,
+                      refused=all(a.refused for _, a in said))
 
     def pointer(self, question: str, book: str | None = None) -> str | None:
         return next((p for f in self.scope(question, book) if (p := f.pointer(question))), None)
