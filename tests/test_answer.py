@@ -262,3 +262,20 @@ def test_an_item_of_a_list_the_book_gives_as_subsections(pipeline) -> None:
     assert why.text.startswith("（二）解决民生问题[1]。") and len(why.citations) >= 3
     # the excerpt stops inside （二）: its last loaded subsection is not the book's last one
     assert "（二）" not in pipeline.ask("最后一个呢？", turns).text
+
+
+def test_a_list_asked_for_in_other_words_is_still_that_list(pipeline) -> None:
+    """「有哪些表现」「表现在哪些方面」 ask for the kinds of 人民内部矛盾 as 「列举了哪些方面」 does: 表现 and
+    哪些方面 are question words, not the topic, so the list of 矛盾 is the answer."""
+    for question in ("人民内部矛盾有哪些表现？", "人民内部矛盾表现在哪些方面？"):
+        a = pipeline.ask(question)
+        assert a.citations and a.citations[0].quote.startswith("有经济发展中的矛盾"), (question, a.text)
+
+
+def test_a_why_question_answered_by_a_conclusion_gets_its_reason(pipeline) -> None:
+    """「所以，……是社会主义建设的保证。」 restates what the question asks about; the reason is the sentence
+    before it, which the answer now says first."""
+    a = pipeline.ask("为什么说正确处理人民内部矛盾是社会主义建设的保证？")
+    quotes = [c.quote for c in a.citations]
+    assert any(q.startswith("如此复杂的人民内部矛盾，如果处理不好") for q in quotes), a.text
+    assert a.text.index("如果处理不好") < a.text.index("所以")

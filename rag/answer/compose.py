@@ -31,6 +31,8 @@ _SOURCE_QUESTION = re.compile(r"引自|出自|出处|哪本书|来源|引用")
 _NUMBERING = re.compile(r"^[◇◆●■□\s]*(?:[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）|第.{1,3}[章节])?\s*")
 _HEADING_ITEM = re.compile(r"^[◇◆●■□\s]*（([一二三四五六七八九十]+)）")  # （二）解决民生问题
 _DISPLAY_MARKS = re.compile(r"\^?[①-⑳]|^[▲◇◆●■]\s*")
+_WHY = re.compile(r"为什么|为何|何以|原因|理由")
+_CONCLUDES = re.compile(r"(?:所以|因此|因而|由此可见|可见)[，,]")
 _EACH = re.compile(r"分别|各自|各有|各是|各指|各讲")
 _JOIN = re.compile(r"[和与及]")
 _CLAUSE_END = re.compile(r"[，,。；;？?！!：:]")
@@ -89,7 +91,22 @@ class Composer:
             if not any(near_duplicate(s.sentence.text, c.text) for c in chosen):
                 chosen.append(s.sentence)
         chosen += self.footnotes(text, chosen)
+        if _WHY.search(text):
+            chosen = self.with_premises(chosen)
         return self.with_leads(sorted(chosen, key=doc_order))
+
+    def with_premises(self, chosen: Sequence[Sentence]) -> list[Sentence]:
+        """A why-question's sentence that draws a conclusion (「所以，正确处理人民内部矛盾，是社会主义建设的保证。」)
+        with the sentence before it, which gives the reason (「……如果处理不好，就会引起社会动乱……」)."""
+        out = list(chosen)
+        for s in chosen:
+            if not _CONCLUDES.match(s.text.strip()):
+                continue
+            around = section_sentences(self.store, self.chunks, s.chunk)
+            at = next((i for i, x in enumerate(around) if _same(x, s)), None)
+            if at and not any(_same(around[at - 1], x) for x in out):
+                out.append(around[at - 1])
+        return out
 
     def announced(self, text: str, ranked: Sequence[Scored]) -> tuple[Sentence | None, list[Sentence]]:
         """A question that is no list question, answered by a sentence that only announces the list after it

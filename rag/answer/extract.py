@@ -23,7 +23,7 @@ from rag.types import Chunk
 
 # Question words carry no topic; without them the weighted coverage measures the topic words only.
 QUESTION_WORDS = frozenset("""什么 哪些 哪个 哪几个 哪几 几个 多少 怎么 怎样 如何 为什么 是否 书中 书里 本书 这本书 指
-    方面 主要 具体 体现 包括 内容 含义 意思 说 讲 谈 写 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
+    方面 哪些方面 几个方面 哪几个方面 表现 主要 具体 体现 包括 内容 含义 意思 说 讲 谈 写 提到 提出 认为 列举 要求 应当 应该 怎么样 哪 是 有 哪里
     什么样 一种 要 呢 吗""".split())
 
 
@@ -158,8 +158,9 @@ def question_terms(tokenizer, question: str) -> frozenset[str]:
 def asked_kind(tokenizer, question: str) -> str | None:
     """What a list question asks for: the head of its last word that is not a question word — a Chinese
     compound ends in its head, so its last two characters (「书中列举了哪些方面的人民内部矛盾？」 → 人民内部矛盾
-    → 矛盾). A list whose items each name it (「有……的矛盾，有……的矛盾」) lists that kind."""
-    words = [t for t in tokenizer.tokens(question) if t not in QUESTION_WORDS]
+    → 矛盾; 「人民内部矛盾表现在哪些方面？」 too: 表现 and 方面 ask, 在 is no word of its own). A list whose items
+    each name it (「有……的矛盾，有……的矛盾」) lists that kind."""
+    words = [t for t in tokenizer.tokens(question) if t not in QUESTION_WORDS and len(t) >= 2]  # not 「在」
     return words[-1][-2:] if words else None
 
 
