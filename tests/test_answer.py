@@ -279,3 +279,17 @@ def test_a_why_question_answered_by_a_conclusion_gets_its_reason(pipeline) -> No
     quotes = [c.quote for c in a.citations]
     assert any(q.startswith("如此复杂的人民内部矛盾，如果处理不好") for q in quotes), a.text
     assert a.text.index("如果处理不好") < a.text.index("所以")
+
+
+def test_a_slot_of_the_definition_is_answered_with_its_clause(pipeline) -> None:
+    """The definition names its parts 「以A为工作对象，以B为原则，……」: a question about one of them gets the
+    definition's subject and that clause, each quoted and cited, not the whole 170-character sentence; a
+    question about the whole (「什么是党的群众工作」) still gets the whole."""
+    for question, clause in (("群众工作的对象是谁？", "以广大的人民群众为工作对象"),
+                             ("群众工作要用什么方法？", "以正确运用党的群众路线为根本方法"),
+                             ("党的群众工作的出发点是什么？", "以实现与维护人民群众的根本利益为出发点和落脚点")):
+        a = pipeline.ask(question)
+        assert [c.quote for c in a.citations] == ["党的群众工作", clause], (question, a.text)
+        assert a.text == f"党的群众工作[1]……{clause}[2]。"
+    whole = pipeline.ask("什么是党的群众工作？")
+    assert whole.citations[0].quote.startswith("党的群众工作，是指以全体共产党员为工作者")

@@ -33,6 +33,8 @@ _HEADING_ITEM = re.compile(r"^[◇◆●■□\s]*（([一二三四五六七八�
 _DISPLAY_MARKS = re.compile(r"\^?[①-⑳]|^[▲◇◆●■]\s*")
 _WHY = re.compile(r"为什么|为何|何以|原因|理由")
 _CONCLUDES = re.compile(r"(?:所以|因此|因而|由此可见|可见)[，,]")
+# a clause of a definition by slots: 「以广大的人民群众为工作对象」 (what, the slot it fills), between commas
+_SLOT = re.compile(r"(?<=[，,：:是指])以([^，,；;。]{1,60}?)为([^，,；;。为]{1,8})(?=[，,；;。])")
 _EACH = re.compile(r"分别|各自|各有|各是|各指|各讲")
 _JOIN = re.compile(r"[和与及]")
 _CLAUSE_END = re.compile(r"[，,。；;？?！!：:]")
@@ -81,6 +83,9 @@ class Composer:
             if items:
                 return items
         best = ranked[0]
+        slot = self.slot_clause(text, best.sentence)
+        if slot:  # 「群众工作要用什么方法？」: 「党的群众工作……以正确运用党的群众路线为根本方法。」
+            return slot
         head, items = self.announced(text, ranked)
         if items:  # 「……有三个突出的特点。」 and the three
             return self.with_leads(sorted([head, *items], key=doc_order))
@@ -107,6 +112,23 @@ class Composer:
             if at and not any(_same(around[at - 1], x) for x in out):
                 out.append(around[at - 1])
         return out
+
+    def slot_clause(self, text: str, best: Sentence) -> list[Sentence]:
+        """A definition by slots (「党的群众工作，是指以全体共产党员为工作者，以广大的人民群众为工作对象，……」)
+        asked for one of them (「……的对象是谁？」「……用什么方法？」): its subject and that one clause, each
+        quoted and cited; [] when the sentence is no such definition or the question names no single slot."""
+        m = _SUBJECT.match(best.text)
+        if m is None:
+            return []
+        clauses = [(c.start(), c.end(), c.group(2)) for c in _SLOT.finditer(best.text)]
+        if len(clauses) < 2:
+            return []
+        named = [(a, b) for a, b, slot in clauses if any(n in text for n in _slot_names(slot))]
+        if len(named) != 1:
+            return []
+        a, b = named[0]
+        lead = Lead(best.chunk, best.start + m.start(1), best.start + m.end(1), best.rank, best.hit_score)
+        return [lead, Sentence(best.chunk, best.start + a, best.start + b, best.rank, best.hit_score)]
 
     def announced(self, text: str, ranked: Sequence[Scored]) -> tuple[Sentence | None, list[Sentence]]:
         """A question that is no list question, answered by a sentence that only announces the list after it
@@ -298,6 +320,12 @@ class Composer:
 
 
 _ANNOUNCED = re.compile(r"([两二三四五六七八九十])[个点条项种层大][^，。；]{0,8}$")
+
+
+def _slot_names(slot: str) -> set[str]:
+    """The words a question may name a slot by: itself, its head (工作对象 → 对象), each of 「A和B」."""
+    parts = re.split(r"[和与及]", slot)
+    return {slot, *parts, *(p[-2:] for p in parts if len(p) > 2)} - {""}
 
 
 def announces(text: str, items: int) -> bool:
