@@ -293,3 +293,19 @@ def test_a_slot_of_the_definition_is_answered_with_its_clause(pipeline) -> None:
         assert a.text == f"党的群众工作[1]……{clause}[2]。"
     whole = pipeline.ask("什么是党的群众工作？")
     assert whole.citations[0].quote.startswith("党的群众工作，是指以全体共产党员为工作者")
+
+
+def test_follow_ups_that_ask_for_more_of_a_part_or_an_item(pipeline) -> None:
+    """「第二部分讲什么？」 right after 「第一章第一节有几部分？」 is about that 节's second part (it was refused);
+    「第三点展开讲讲」 after a list gives that item with what the book says of it up to the next item, as
+    「为什么这么说？」 does; 「A和B分别是什么」 is two questions, not a list question (it got the 第一…第四)."""
+    part = pipeline.ask("第二部分讲什么？", ("第一章第一节有几部分？",))
+    assert part.mode == "direct" and "二、群众工作的历史地位" in part.text, part.text
+    listed = "群众工作的历史地位有哪几点？"
+    more = pipeline.ask("第三点展开讲讲", (listed,))
+    quotes = [c.quote for c in more.citations]
+    assert quotes[0].startswith("第三，把党和人民群众紧密联系在一起") and len(quotes) > 1, more.text
+    assert not any(q.startswith("第四") for q in quotes)
+    both = pipeline.ask("群众工作的实质和核心分别是什么？")
+    assert "密切党群关系" in both.text and "正确处理人民内部矛盾" in both.text
+    assert not any(c.quote.startswith("第四") for c in both.citations), both.text

@@ -52,8 +52,10 @@ FOREIGN_NOTICE = ("本书是中文教材；当前的嵌入模型用不含中文�
 CANDIDATE_HITS = 8  # passages whose sentences compete (the LLM sees the first settings.answer.passages)
 POOL_COVERAGE, POOL_EXTRA = 0.6, 3  # sentence-level lexical matches added to the retrieved passages
 # a question of nothing but why (「为什么这么说？」「那这是为什么呢」): it asks about what the previous turn named
+# 「展开讲讲」「详细说说」: say more of what was just named (with an ordinal: of that item)
+_MORE = re.compile(r"(?:请|再)?(?:展开|详细|具体|仔细|多)(?:讲|说|谈|解释)(?:讲|说|谈|一下|一讲)?(?:吧|呢)?[？?。！!…]*")
 _WHY_ONLY = re.compile(r"(那么?|这是|这又是)?(为什么|为何|何以|凭什么|怎么讲|此话怎讲)(这么说|这样说|这么讲|这样讲)?呢?"
-                       r"[？?。！!…]*")
+                       rf"[？?。！!…]*|{_MORE.pattern}")
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,10 @@ class Answerer:
         if direct is not None:  # 「信访工作在第几章讲？从哪页开始？」: one 目录 row answers both parts
             return Plan(query, final=replace(base, text=direct.text, citations=direct.citations, mode="direct",
                                              refused=direct.refused))
-        items = self._ordinal_followup(own, turns, params.book) or self._why_followup(own, turns, params.book)
+        items = self._ordinal_followup(own, turns, params.book)
+        if items and _MORE.search(own):  # 「第三点展开讲讲」: the item with what the book says of it
+            items = self.composer.item_extent(items[0])
+        items = items or self._why_followup(own, turns, params.book)
         hits = self._search(query, qvec, max(CANDIDATE_HITS, passages), params.book)
         if items:
             return Plan(query, hits, passages, params.book, extractive=compose(base, items, REFUSAL_TEXT))

@@ -30,6 +30,7 @@ _LIST_CHAPTERS = re.compile(r"(哪几|哪些|各|所有|每一?)章|目录|章�
 _BOOK_CONTENT = re.compile(r"(这本书|本书|全书|该书|这本教材|本教材|教材)(主要)?(讲|写|介绍|包括|包含|涉及|谈)(了|的是)?(哪些|什么|些什么)"
                            r"|(这本书|本书|全书|该书|这本教材|本教材|教材)的?(主要)?内容")
 _PART = re.compile(r"第([一二三四五六七八九十\d]+)个?(?:部分|小节|问题|方面)")  # 「第一节的第三部分」
+_NTH_PART = re.compile(r"第[一二三四五六七八九十\d]+个?部分")
 _BOOK_PAGES = re.compile(r"(一共|总共|共有?|全书|整本书?|这本书|本书|该书|教材)(有)?(多少|几)页|总页数|多厚")
 _WHICH_PART = re.compile(r"哪一?[章节]|哪个章节|哪个?部分|第几[章节]|什么章节|在哪里讲|哪里讲")
 _QUOTED = re.compile(r"[“\"「『‘']([^”\"」』’']{2,30})[”\"」』’']")
@@ -163,8 +164,9 @@ def _with_context(q: str, chapter: int | None, section: int | None,
         return ctx_ch, (ctx_sec or 0) + step
     if section is not None or _THIS_CHAPTER.search(q):
         return ctx_ch, section
-    if _THIS_SECTION.search(q):
-        return ctx_ch, ctx_sec
+    if _THIS_SECTION.search(q) or (ctx_sec is not None and _NTH_PART.search(q)):
+        return ctx_ch, ctx_sec  # 「第二部分讲什么？」 after a question about a 节: that 节's part (not 「第二个方面」,
+        # which follows a list as often)
     return chapter, section
 
 

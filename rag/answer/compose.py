@@ -78,7 +78,7 @@ class Composer:
         return [w for w in (left[-1:] + right[:1]) if len(w) >= 2]
 
     def _choose(self, text: str, ranked: Sequence[Scored]) -> list[Sentence]:
-        if LIST_QUESTION.search(text):
+        if LIST_QUESTION.search(text) and not self.conjuncts(text):  # 「A和B分别是什么」 asks two things, no list
             items = self.list_items(text, ranked)
             if items:
                 return items
