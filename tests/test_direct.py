@@ -202,3 +202,13 @@ def test_a_title_named_in_words_the_loaded_text_never_uses(facts: BookFacts) -> 
     assert newest is not None and newest.level == 2 and newest.title == "群众工作的新特点"  # the 节, not its 章
     for question in ("群众工作的核心是什么？", "群众工作文化在书中是怎么提的？", "什么是党的群众工作？"):
         assert facts.unloaded_by_words(question) is None, question
+
+
+def test_a_topic_asked_by_its_chapter_names_the_chapter(pipeline) -> None:
+    """「讲网络群工的那一章从哪页开始？」 asks for the 章 (第125页), not the 节 whose title matched best (第132页);
+    the answer names both. 「……是哪一节」 still names the 节."""
+    chapter = pipeline.ask("讲网络群工的那一章从哪页开始？")
+    assert chapter.mode == "direct" and "第六章" in chapter.text and "第125页起" in chapter.text, chapter.text
+    assert chapter.text.index("第125页") < chapter.text.index("第二节")
+    section = pipeline.ask("讲网络群工的是哪一节？")
+    assert "第二节 开辟“网络群工”新领域（第132页起）" in section.text and "其中" not in section.text

@@ -258,12 +258,20 @@ class BookFacts:
 
     def _topic(self, question: str) -> _Cited | None:
         hit: Topic | None = topic_match(question, self.toc, min_score=0.6)
-        return self._topic_row(hit.entry, hit.term) if hit is not None else None
+        if hit is None:
+            return None
+        if _ASKS_CHAPTER.search(question) and "节" not in question:  # 「讲……的那一章从哪页开始」: the 章
+            chapter = next((c.entry for c in self.chapters if hit.entry in c.sections), None)
+            if chapter is not None:
+                return self._topic_row(chapter, hit.term, within=hit.entry)
+        return self._topic_row(hit.entry, hit.term)
 
-    def _topic_row(self, entry: TocEntry, term: str = "") -> _Cited | None:
-        cites = self._cite_entries([entry])
+    def _topic_row(self, entry: TocEntry, term: str = "", within: TocEntry | None = None) -> _Cited | None:
+        """「据目录，讲……的是<row>（第N页起）」; `within`: the 节 of that 章 that names it."""
+        cites = self._cite_entries([entry] if within is None else [entry, within])
         what = f"“{term}”" if term else "这一内容"
-        text = f"据目录，讲{what}的是{self._path(entry)}{_since(entry)}{_marks(cites)}。"
+        where = f"，其中的{within.heading}{_since(within)}" if within is not None else ""
+        text = f"据目录，讲{what}的是{self._path(entry)}{_since(entry)}{where}{_marks(cites)}。"
         if not self._is_loaded(entry):
             text += NOT_LOADED.format(what="部分")
         return _Cited(text, cites)
@@ -358,6 +366,9 @@ class BookFacts:
             cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
             cites += [cite] if cite else []
         return tuple(cites)
+
+
+_ASKS_CHAPTER = re.compile(r"[哪那这]一?章|第几章|哪章")
 
 
 def _since(entry: TocEntry) -> str:
