@@ -134,7 +134,7 @@ class Composer:
         """A question that is no list question, answered by a sentence that only announces the list after it
         (「基层群众工作有三个突出的特点。」 for 「……有什么特点？」): (that sentence, the list's items), else
         (None, [])."""
-        if not ranked:
+        if not ranked or not announces(ranked[0].sentence.text):  # (the lead `enumerated` finds is the best)
             return None, []
         lead, items = self.enumerated(text, ranked)
         head = lead or ranked[0].sentence
@@ -328,14 +328,15 @@ def _slot_names(slot: str) -> set[str]:
     return {slot, *parts, *(p[-2:] for p in parts if len(p) > 2)} - {""}
 
 
-def announces(text: str, items: int) -> bool:
+def announces(text: str, items: int | None = None) -> bool:
     """A sentence that is nothing but the announcement of the list after it: it ends in 「：」, or in the
-    number of items that follow (「基层群众工作有三个突出的特点。」 before 一是…二是…三是…)."""
+    number of items that follow (「基层群众工作有三个突出的特点。」 before 一是…二是…三是…); `items` None:
+    whether it may be one (it ends so, whatever the count)."""
     body = text.strip().rstrip("。.")
     if body.endswith(("：", ":")):
         return True
     m = _ANNOUNCED.search(body)
-    return m is not None and cn_int(m.group(1)) == items
+    return m is not None and (items is None or cn_int(m.group(1)) == items)
 
 
 def _same(a: Sentence, b: Sentence) -> bool:
