@@ -184,6 +184,24 @@ def test_a_markdown_book_answers_for_a_chapter_it_does_not_have(library: Pipelin
     assert [c.chunk.section[1] for c in chapters.citations] == ["第一章总则", "第二章议事程序"], chapters.text
 
 
+def test_an_article_is_answered_by_its_number(library: Pipeline) -> None:
+    """A 章/节/条 text is read by article: 「第三条是什么？」 is that article, quoted and cited with its 章 and 节
+    (it was answered with 第一条 and 第三条 by retrieval); 「有几条」 counts them; a number past the last is
+    said to be missing; a page asked for in a text without pages is said to have none. 「第三条呢？」 right
+    after a list question is that list's third item, not an article of another book."""
+    named = library.ask("社区议事规则第三条是什么？")
+    assert named.mode == "direct" and [c.quote for c in named.citations] == [
+        "第三条 议题由十名以上居民联名提出，或者由社区党组织提出。"], named.text
+    assert "第二章议事程序 › 第一节议题" in named.text
+    rules = QueryParams(book="rules")
+    assert "全书共五条（第一条至第五条）" in library.ask("有几条？", params=rules).text
+    assert "没有第九条" in library.ask("第九条是什么？", params=rules).text
+    assert "本书没有印刷页码" in library.ask("第三条在第几页？", params=rules).text
+    item = library.ask("第三条呢？", ("群众工作的历史地位有哪几点？",))
+    assert [c.chunk.book for c in item.citations] == [library.books[0].id], item.text
+    assert item.citations[0].quote.startswith("第三，"), item.text
+
+
 def test_a_books_ranking_does_not_depend_on_the_other_books(library: Pipeline, alone: Pipeline) -> None:
     """Each book is fused on its own candidates (its own BM25 statistics, its own dense mean and spread):
     its passages come in the same order, with the same scores, as from the book alone — with the book

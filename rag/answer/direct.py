@@ -13,9 +13,10 @@ from typing import Sequence
 from rag.answer.booknav import (LAST, Chapter, Topic, chapters_of, loaded_parts, novel_match, number_of, pairs,
                                 route, topic_match)
 from rag.answer.cite import entry_span, heading_cites, line_span, make_citation
+from rag.answer.extract import LIST_QUESTION
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks, renumber
 from rag.text.fold import spaceless
-from rag.text.numerals import CHAPTER_REF, SECTION_REF, chapter_at, cn_int, int_cn
+from rag.text.numerals import ARTICLE_RE, CHAPTER_REF, CN_NUM, SECTION_REF, chapter_at, cn_int, int_cn
 from rag.text.sentences import split_sentences
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
@@ -44,12 +45,14 @@ class BookFacts:
         self.loaded = loaded_parts(self.body)
         self.front = FrontMatter(info, self.front_chunks + self.toc_chunks, chunks)
         self._novel: tuple[frozenset[str], tuple[tuple[TocEntry, frozenset[str]], ...]] | None = None
+        self.articles = _articles(self.body)
 
     # --- public ---------------------------------------------------------------------------------------------
 
     def answer(self, question: str, history: Sequence[str] = ()) -> Answer | None:
         """A direct, cited answer when the question is about the book's front matter; None otherwise."""
-        found = self.front.answer(question) or self._structure(question, history)
+        found = (self.front.answer(question) or self._article(question, history)
+                 or self._structure(question, history))
         if found is None or not found.citations:
             return None
         return Answer(question=question, text=found.text, citations=found.citations, mode="direct")
@@ -96,6 +99,46 @@ class BookFacts:
         """The question matches a 目录 row whose text is not loaded, better than any row whose text is."""
         hit = topic_match(question, self.toc, min_score=min_score, chapter_first=True, balanced=True)
         return hit is not None and not self._is_loaded(hit.entry)
+
+    # --- 条 (a 章/节/条 text) ------------------------------------------------------------------------------
+
+    def _article(self, question: str, history: Sequence[str] = ()) -> _Cited | None:
+        """「第三条是什么」: that article, cited where it is printed, with its 章/节 (and page, or that the book
+        has none); 「共有几条」: how many. None for a book without articles, and for 「第三条呢？」 right after a
+        list question: there it is an item of that list."""
+        if not self.articles:
+            return None
+        q = spaceless(question)[0]
+        if history and LIST_QUESTION.search(history[-1]) and len(q) <= 8:
+            return None
+        m = _ARTICLE_Q.search(q)
+        if m is None:
+            if not _COUNT_ARTICLES.search(q):
+                return None
+            (first, fc, fa, fb), (last, lc, la, lb) = self.articles[0], self.articles[-1]
+            cites = [c for c in (make_citation(1, fc, fc.text[fa:fb], 1.0),
+                                 make_citation(2, lc, lc.text[la:lb], 1.0)) if c]
+            text = f"全书共{int_cn(len(self.articles))}条（第{int_cn(first)}条至第{int_cn(last)}条）{_marks(cites)}。"
+            return _Cited(text, tuple(cites))
+        no = cn_int(m.group(1)) if not m.group(1).isdigit() else int(m.group(1))
+        found = next(((c, a, b) for n, c, a, b in self.articles if n == no), None)
+        if found is None:
+            last, lc, la, lb = self.articles[-1]
+            cite = make_citation(1, lc, lc.text[la:lb], 1.0)
+            if cite is None:
+                return None
+            return _Cited(f"全书共{int_cn(len(self.articles))}条，最后一条是第{int_cn(last)}条，"
+                          f"没有第{int_cn(no)}条{_marks([cite])}。", (cite,))
+        chunk, a, b = found
+        cite = make_citation(1, chunk, chunk.text[a:b], 1.0)
+        if cite is None:
+            return None
+        at = chapter_at(chunk.section)
+        where = " › ".join(chunk.section[at:]) if at is not None else ""
+        page = f"第{chunk.page}页" if chunk.page else ("本书没有印刷页码" if _ASK_PAGE_OF.search(q) else "")
+        place = "，".join(x for x in (where, page) if x)
+        line = chunk.text[a:b].strip().rstrip("。；;")
+        return _Cited(f"{line}{_marks([cite])}。" + (f"（{place}）" if place else ""), (cite,))
 
     # --- 目录 ----------------------------------------------------------------------------------------------
 
@@ -366,6 +409,24 @@ class BookFacts:
             cite = make_citation(len(cites) + 1, chunk, chunk.text[start:end], 1.0)
             cites += [cite] if cite else []
         return tuple(cites)
+
+
+_ARTICLE_Q = re.compile(rf"第([{CN_NUM}\d]+)条")
+_COUNT_ARTICLES = re.compile(r"(?:几|多少)条")
+_ASK_PAGE_OF = re.compile(r"页")
+
+
+def _articles(body: Sequence[Chunk]) -> list[tuple[int, Chunk, int, int]]:
+    """Each article of a 章/节/条 text once, in order: (its number, the chunk, the span of its line)."""
+    seen: dict[int, tuple[int, Chunk, int, int]] = {}
+    for chunk in sorted(body, key=lambda c: (c.source, c.start)):
+        for m in ARTICLE_RE.finditer(chunk.text):
+            inner = m.group(1)[1:-1]
+            no = int(inner) if inner.isdigit() else cn_int(inner)
+            end = chunk.text.find("\n", m.start(1))
+            if no and no not in seen:
+                seen[no] = (no, chunk, m.start(1), end if end >= 0 else len(chunk.text))
+    return [seen[n] for n in sorted(seen)]
 
 
 _ASKS_CHAPTER = re.compile(r"[哪那这]一?章|第几章|哪章")
