@@ -145,6 +145,9 @@ def test_book_level_questions_go_to_the_named_book_and_missing_books_are_refused
     assert {c.chunk.book for c in fifth.citations} == {shipped.id, "jiceng"} and "没有" not in fifth.text
     editor = library.ask("这本书的主编是谁？")  # only the shipped book's 版权页 names one
     assert editor.text.startswith(f"《{shipped.title}》：") and "李景田" in editor.text
+    loaded = library.ask("现在载入了哪些书？")  # the library itself (it was refused)
+    assert not loaded.refused and all(f"《{b.title}》" in loaded.text for b in library.books), loaded.text
+    assert not library.ask("书中引用了哪些书？").text.startswith("已载入")  # about a book's content
     missing = library.ask("《中华人民共和国宪法》的主编是谁？")
     assert missing.refused and "没有《中华人民共和国宪法》" in missing.text
     outside = library.ask("红烧肉怎么做才好吃？")

@@ -19,6 +19,9 @@ from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
 
 _TITLED = re.compile(r"《([^《》]{1,40})》")
+# 「载入了哪些书」「你能回答哪些书的问题」「书库里有什么」: about the loaded books, not about a book's content
+_WHICH_BOOKS = re.compile(r"(?:载入|加载|收录|导入|能问|可以问|能回答|可以回答|能查|可以查).{0,4}(?:哪些|哪几本|几本|多少本|什么)"
+                          r"(?:书|教材)|(?:书库|知识库|资料库)里?(?:有|是)")
 # A book's direct answer that it has no such thing (「……没有第五章」「本书没有第300页的内容」).
 _NONE = re.compile(r"没有第")
 
@@ -65,6 +68,12 @@ class Library:
         return None
 
     def answer(self, question: str, history: Sequence[str] = (), book: str | None = None) -> Answer | None:
+        if _WHICH_BOOKS.search(squeeze(question)):  # 「现在载入了哪些书？」: the library itself, no page to cite
+            names = "、".join(f"《{b.title}》" for b in self.books)
+            hint = ("问题里写上书名（如「《书名》第二章讲什么」），或在网页侧栏、命令行 --book 选定一本，"
+                    "就只在这本书里找答案。" if len(self.books) > 1 else "")
+            return Answer(question=question, mode="direct", citations=(),
+                          text=f"已载入{len(self.books)}本书：{names}。{hint}")
         named = self.named(question)
         absent = self.missing(question) if named is None else None
         if absent is not None:  # 「《另一本书》的主编是谁」: a book-level question about a book that is not here
