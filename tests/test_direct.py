@@ -212,3 +212,13 @@ def test_a_topic_asked_by_its_chapter_names_the_chapter(pipeline) -> None:
     assert chapter.text.index("第125页") < chapter.text.index("第二节")
     section = pipeline.ask("讲网络群工的是哪一节？")
     assert "第二节 开辟“网络群工”新领域（第132页起）" in section.text and "其中" not in section.text
+
+
+def test_the_works_the_footnotes_name(pipeline) -> None:
+    """「书中引用了哪些书？」 lists what the loaded text's footnotes name, each cited on its page (it was refused);
+    a question about one quotation (「书中引用了习近平的哪些话」) is still answered from the text."""
+    a = pipeline.ask("书中引用了哪些书？")
+    assert a.mode == "direct" and "《习近平谈治国理政》" in a.text and "第7页" in a.text, a.text
+    assert [c.chunk.kind for c in a.citations] == ["footnote"]
+    words = pipeline.ask("书中引用了习近平的哪些话？")
+    assert words.mode != "direct" and any(c.chunk.kind == "body" for c in words.citations), words.text

@@ -46,12 +46,13 @@ class BookFacts:
         self.front = FrontMatter(info, self.front_chunks + self.toc_chunks, chunks)
         self._novel: tuple[frozenset[str], tuple[tuple[TocEntry, frozenset[str]], ...]] | None = None
         self.articles = _articles(self.body)
+        self.body_notes = tuple(c for c in chunks if c.kind == "footnote")
 
     # --- public ---------------------------------------------------------------------------------------------
 
     def answer(self, question: str, history: Sequence[str] = ()) -> Answer | None:
         """A direct, cited answer when the question is about the book's front matter; None otherwise."""
-        found = (self.front.answer(question) or self._article(question, history)
+        found = (self.front.answer(question) or self._article(question, history) or self._sources(question)
                  or self._structure(question, history))
         if found is None or not found.citations:
             return None
@@ -99,6 +100,20 @@ class BookFacts:
         """The question matches a 目录 row whose text is not loaded, better than any row whose text is."""
         hit = topic_match(question, self.toc, min_score=min_score, chapter_first=True, balanced=True)
         return hit is not None and not self._is_loaded(hit.entry)
+
+    # --- 脚注 ---------------------------------------------------------------------------------------------
+
+    def _sources(self, question: str) -> _Cited | None:
+        """「书中引用了哪些书？」: the works the loaded text's footnotes name, each cited on its page."""
+        if not _CITED_WORKS.search(spaceless(question)[0]):
+            return None
+        notes = [c for c in self.body_notes if c.text.strip()]
+        if not notes:
+            return None
+        cites = [c for i, n in enumerate(notes, 1) if (c := make_citation(i, n, n.text.strip(), 1.0))]
+        rows = "；".join(f"{_MARK.sub('', c.quote).strip().rstrip('。')}{_marks([c])}"
+                        + (f"（第{c.chunk.page}页的脚注）" if c.chunk.page else "") for c in cites)
+        return _Cited(f"已载入的正文中，脚注注明出处的引文共{int_cn(len(cites))}处：{rows}。", tuple(cites))
 
     # --- 条 (a 章/节/条 text) ------------------------------------------------------------------------------
 
@@ -411,6 +426,9 @@ class BookFacts:
         return tuple(cites)
 
 
+# 「书中引用了哪些书」「引了哪些文献」「脚注里有哪些出处」: the works the footnotes name
+_CITED_WORKS = re.compile(r"(?:引用|引述|引)了?(?:哪些|什么|哪几本|哪本)(?:书|文献|著作|作品|资料)|脚注|注释.{0,4}出处")
+_MARK = re.compile(r"^\^?[①-⑳]\s*")
 _ARTICLE_Q = re.compile(rf"第([{CN_NUM}\d]+)条")
 _COUNT_ARTICLES = re.compile(r"(?:几|多少)条")
 _ASK_PAGE_OF = re.compile(r"页")
