@@ -51,9 +51,10 @@ FOREIGN_NOTICE = ("本书是中文教材；当前的嵌入模型用不含中文�
                   "（例如：这本书第一章讲什么？）。")
 CANDIDATE_HITS = 8  # passages whose sentences compete (the LLM sees the first settings.answer.passages)
 POOL_COVERAGE, POOL_EXTRA = 0.6, 3  # sentence-level lexical matches added to the retrieved passages
-# a question of nothing but why (「为什么这么说？」「那这是为什么呢」): it asks about what the previous turn named
 # 「展开讲讲」「详细说说」: say more of what was just named (with an ordinal: of that item)
 _MORE = re.compile(r"(?:请|再)?(?:展开|详细|具体|仔细|多)(?:讲|说|谈|解释)(?:讲|说|谈|一下|一讲)?(?:吧|呢)?[？?。！!…]*")
+# a question of nothing but why (「为什么这么说？」「那这是为什么呢」), or asking for more: it asks about what the
+# previous turn named
 _WHY_ONLY = re.compile(r"(那么?|这是|这又是)?(为什么|为何|何以|凭什么|怎么讲|此话怎讲)(这么说|这样说|这么讲|这样讲)?呢?"
                        rf"[？?。！!…]*|{_MORE.pattern}")
 
@@ -283,8 +284,10 @@ class Answerer:
         if not m or len(text) > 14:
             return []
         n = LAST_ITEM if m.group(m.lastindex or 1) == "最后" else cn_int(m.group(m.lastindex or 1)) or 0
-        for previous in reversed(history):
+        for back, previous in enumerate(reversed(history)):
             listing = bool(LIST_QUESTION.search(previous))
+            if not listing and back:  # another question's announced list: only the turn just before
+                continue
             qvec = self.embedder.encode_queries([previous])[0]
             earlier = Query(text=previous, original=previous, own=previous)
             ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec, book=book)

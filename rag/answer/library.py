@@ -90,6 +90,8 @@ class Library:
         # several books, none named or picked: each book's own fact, titled (those that have it; one that
         # says it has none — 「没有第五章」 — only when no book has it)
         said = [(f, a) for f, a in found if not a.refused and not _NONE.search(a.text)] or found[:1]
+        if not said:
+            return None
         texts: list[str] = []
         cites: list[Citation] = []
         for facts, a in said:
@@ -98,8 +100,6 @@ class Library:
             text = re.sub(r"\[(\d+)\]", lambda m: f"[{new.get(int(m.group(1)), m.group(1))}]", a.text)
             texts.append(f"《{facts.book.title}》：{text}")
             cites += [c for c in numbered if c not in cites]
-        if not said:
-            return None
         return Answer(question=question, text="\n".join(texts), citations=tuple(cites), mode=said[0][1].mode,
                       refused=all(a.refused for _, a in said))
 
