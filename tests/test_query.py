@@ -63,3 +63,13 @@ def test_a_bare_why_of_the_previous_turns_words_is_a_follow_up() -> None:
     for q in ("为什么这么说？", "为什么这么叫？", "此话怎讲？"):
         assert is_followup(q), q
         assert expand_followup(q, ["什么是大群工？"]).startswith("大群工"), q
+
+
+def test_a_part_that_asks_only_what_the_book_says_takes_the_topic_before_it() -> None:
+    """「……新形势是怎样的？书里如何分析？」: 书里/书中 name the book, not a topic, so the second part has none
+    of its own (分析 is all it says) and is about the first part's topic."""
+    from rag.retrieve.query import expand_followup, is_followup
+
+    assert is_followup("书里如何分析？") and is_followup("书中怎么说？")
+    assert expand_followup("书里如何分析？", ["当前群众工作所处的新形势是怎样的？"]).startswith("当前群众工作所处的新形势")
+    assert not is_followup("书中提到的“一化三改”是什么？")
