@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from rag.answer.booknav import (LAST, Chapter, Topic, chapters_of, loaded_parts, novel_match, number_of, pairs,
-                                route, topic_match)
+from rag.answer.booknav import (LAST, Chapter, Topic, ask_residual, chapters_of, loaded_parts, novel_match,
+                                number_of, pairs, route, topic_match)
 from rag.answer.cite import entry_span, heading_cites, line_span, make_citation
 from rag.answer.extract import LIST_QUESTION
 from rag.answer.facts import Cited as _Cited, FrontMatter, marks as _marks, renumber
@@ -26,6 +26,9 @@ POINTER_MATCH = 0.3  # balanced 目录 match needed to point a refused question 
 # no answerable question shares more than one such bigram with any title.
 NOVEL_PAIRS = 2
 NOT_LOADED = "该{what}的正文不在已载入的语料中，以上仅为目录信息。"
+# An article question says little besides the article (「第三条是什么」「第三条规定了什么」): at most this many
+# characters of other words (those of a book title named are gone already)
+ARTICLE_WORDS = 2
 _FOLD = re.compile(r"1\s*/\s*(\d{1,3})")  # 开本 「710 毫米 × 1000 毫米 1/16」: 16 pages to a 印张
 _NUMBER = re.compile(r"\d{1,4}(\.\d{1,2})?")
 
@@ -127,9 +130,11 @@ class BookFacts:
         if history and LIST_QUESTION.search(history[-1]) and len(q) <= 8:
             return None
         m = _ARTICLE_Q.search(q)
+        if m is not None and len(ask_residual(_ARTICLE_Q.sub("", q))) > ARTICLE_WORDS:
+            return None  # 「第三条措施的要求是什么」: more than the article is asked
         if m is None:
-            if not _COUNT_ARTICLES.search(q):
-                return None
+            if not _COUNT_ARTICLES.search(q) or len(ask_residual(q).replace("条", "")) > ARTICLE_WORDS:
+                return None  # 「……最起码要做到哪几条？」 asks for a list, not for the count of articles
             (first, fc, fa, fb), (last, lc, la, lb) = self.articles[0], self.articles[-1]
             cites = [c for c in (make_citation(1, fc, fc.text[fa:fb], 1.0),
                                  make_citation(2, lc, lc.text[la:lb], 1.0)) if c]
