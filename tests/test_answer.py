@@ -309,3 +309,12 @@ def test_follow_ups_that_ask_for_more_of_a_part_or_an_item(pipeline) -> None:
     both = pipeline.ask("群众工作的实质和核心分别是什么？")
     assert "密切党群关系" in both.text and "正确处理人民内部矛盾" in both.text
     assert not any(c.quote.startswith("第四") for c in both.citations), both.text
+
+
+def test_a_why_question_answered_by_the_claim_itself_gets_what_follows_it(pipeline) -> None:
+    """「为什么说群众工作是党和群众走到一起的桥梁？」: the best sentence only restates the claim; the book's
+    explanation follows it (「党来自人民、植根人民、服务人民……」), so the answer goes on with it."""
+    a = pipeline.ask("为什么说群众工作是党和群众走到一起的桥梁？")
+    quotes = [c.quote for c in a.citations]
+    assert quotes[0].startswith("群众工作是党和群众走到一起的") and len(quotes) >= 2, a.text
+    assert quotes[1].startswith("党来自人民")

@@ -17,7 +17,7 @@ from rag.answer.cite import make_citation
 from rag.answer.extract import (LIST_QUESTION, Scored, Sentence, SentenceStore, coverage, doc_order,
                                 enumeration, enumerations, inline_list, near_duplicate, section_sentences)
 from rag.store.lexical import terms
-from rag.text.fold import spaceless
+from rag.text.fold import bigrams, spaceless
 from rag.text.numerals import cn_int
 from rag.types import Answer, Chunk, Citation
 
@@ -25,6 +25,11 @@ KEEP_MARGIN = 0.02  # runners-up kept when they score within this of the best se
 MAX_PLAIN = 3  # at most this many sentences for a non-list question
 MAX_LIST = 5
 LEAD_GAP = 3  # a list starting within this many sentences after the best sentence is the list it introduces
+# A why-question's restated claim brings this many sentences after it; a claim is restated when this share of
+# its char bigrams are the question's. No tune question reaches the rule (the tune eval is the same with and
+# without it): the values say what the rule means (most of the sentence is the question), not a fit.
+REASONS = 2
+RESTATED = 0.8
 HEADING_MATCH = 0.5  # a list question is about a section when it covers this much of the heading's terms
 HEADING_FULL = 0.95  # … and certainly when it has (nearly) all of them
 _SOURCE_QUESTION = re.compile(r"引自|出自|出处|哪本书|来源|引用")
@@ -97,8 +102,22 @@ class Composer:
                 chosen.append(s.sentence)
         chosen += self.footnotes(text, chosen)
         if _WHY.search(text):
-            chosen = self.with_premises(chosen)
+            chosen = self.with_reasons(text, self.with_premises(chosen))
         return self.with_leads(sorted(chosen, key=doc_order))
+
+    def with_reasons(self, text: str, chosen: Sequence[Sentence]) -> list[Sentence]:
+        """A why-question answered only by the claim it asks about (「为什么说群众工作是党和群众走到一起的
+        桥梁？」 → 「群众工作是党和群众走到一起的“桥梁”。」): the book explains a claim after stating it, so the
+        sentences that follow it in its paragraph (at most REASONS) are said too."""
+        if len(chosen) != 1 or not _restates(chosen[0].text, text):
+            return list(chosen)
+        claim = chosen[0]
+        around = section_sentences(self.store, self.chunks, claim.chunk)
+        at = next((i for i, x in enumerate(around) if _same(x, claim)), None)
+        if at is None:
+            return list(chosen)
+        after = [x for x in around[at + 1:at + 1 + REASONS] if not isinstance(x, Lead)]
+        return [claim, *after]
 
     def with_premises(self, chosen: Sequence[Sentence]) -> list[Sentence]:
         """A why-question's sentence that draws a conclusion (「所以，正确处理人民内部矛盾，是社会主义建设的保证。」)
@@ -320,6 +339,13 @@ class Composer:
 
 
 _ANNOUNCED = re.compile(r"([两二三四五六七八九十])[个点条项种层大][^，。；]{0,8}$")
+
+
+def _restates(sentence: str, question: str) -> bool:
+    """The sentence says (nearly) nothing the question does not: at least RESTATED of its char bigrams are
+    the question's."""
+    have = bigrams(spaceless(sentence)[0])
+    return bool(have) and len(have & bigrams(spaceless(question)[0])) >= RESTATED * len(have)
 
 
 def _slot_names(slot: str) -> set[str]:
