@@ -318,3 +318,13 @@ def test_a_why_question_answered_by_the_claim_itself_gets_what_follows_it(pipeli
     quotes = [c.quote for c in a.citations]
     assert quotes[0].startswith("群众工作是党和群众走到一起的") and len(quotes) >= 2, a.text
     assert quotes[1].startswith("党来自人民")
+
+
+def test_an_item_of_a_list_asked_for_after_a_follow_up_list_question(pipeline) -> None:
+    """「它包括哪几点？」 after 「什么是群众工作的历史地位？」 is read as that turn was (about 历史地位), so
+    「第一点的意思是什么？」 after it is the 第一 of that list, with what the book says of it."""
+    history = ("什么是群众工作的历史地位？", "它包括哪几点？")
+    a = pipeline.ask("第一点的意思是什么？", history)
+    quotes = [c.quote for c in a.citations]
+    assert quotes[0].startswith("第一，党的群众工作，是党的事业生根"), a.text
+    assert not any(q.startswith("第二") for q in quotes)

@@ -24,7 +24,7 @@ from rag.answer.extract import (LAST_ITEM, LIST_QUESTION, ORDINAL_FOLLOWUP, Scor
 from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
 from rag.answer.refusal import Scope, Unloaded
 from rag.answer.facts import renumber
-from rag.retrieve.query import resolve, split_compound
+from rag.retrieve.query import expand_followup, resolve, split_compound
 from rag.text.fold import is_cjk
 from rag.text.numerals import cn_int
 from rag.types import Answer, Citation, Hit, Query, QueryParams
@@ -52,7 +52,8 @@ FOREIGN_NOTICE = ("本书是中文教材；当前的嵌入模型用不含中文�
 CANDIDATE_HITS = 8  # passages whose sentences compete (the LLM sees the first settings.answer.passages)
 POOL_COVERAGE, POOL_EXTRA = 0.6, 3  # sentence-level lexical matches added to the retrieved passages
 # 「展开讲讲」「详细说说」: say more of what was just named (with an ordinal: of that item)
-_MORE = re.compile(r"(?:请|再)?(?:展开|详细|具体|仔细|多)(?:讲|说|谈|解释)(?:讲|说|谈|一下|一讲)?(?:吧|呢)?[？?。！!…]*")
+_MORE = re.compile(r"(?:(?:请|再)?(?:展开|详细|具体|仔细|多)(?:讲|说|谈|解释)(?:讲|说|谈|一下|一讲)?|(?:的|是)?什么意思|"
+                   r"(?:的)?意思是什么|(?:应该|应当)?(?:怎么|如何|怎样)理解)(?:吧|呢)?[？?。！!…]*")
 # a question of nothing but why (「为什么这么说？」「那这是为什么呢」), or asking for more: it asks about what the
 # previous turn named
 _WHY_ONLY = re.compile(r"(那么?|这是|这又是)?(为什么|为何|何以|凭什么|怎么讲|此话怎讲)(这么说|这样说|这么讲|这样讲)?呢?"
@@ -284,12 +285,14 @@ class Answerer:
         if not m or len(text) > 14:
             return []
         n = LAST_ITEM if m.group(m.lastindex or 1) == "最后" else cn_int(m.group(m.lastindex or 1)) or 0
-        for back, previous in enumerate(reversed(history)):
-            listing = bool(LIST_QUESTION.search(previous))
+        for back, asked in enumerate(reversed(history)):
+            listing = bool(LIST_QUESTION.search(asked))
             if not listing and back:  # another question's announced list: only the turn just before
                 continue
+            # that turn as it was read: 「它包括哪几点？」 after 「什么是群众工作的历史地位？」 is about 历史地位
+            previous = expand_followup(asked, history[:len(history) - 1 - back])
             qvec = self.embedder.encode_queries([previous])[0]
-            earlier = Query(text=previous, original=previous, own=previous)
+            earlier = Query(text=previous, original=asked, own=asked)
             ranked = self._rank(previous, self._search(earlier, qvec, CANDIDATE_HITS, book), qvec, book=book)
             if not listing:  # 「……有什么特点？」: a list when its best sentence announces one
                 _head, items = self.composer.announced(previous, ranked)
