@@ -222,3 +222,12 @@ def test_the_works_the_footnotes_name(pipeline) -> None:
     assert [c.chunk.kind for c in a.citations] == ["footnote"]
     words = pipeline.ask("书中引用了习近平的哪些话？")
     assert words.mode != "direct" and any(c.chunk.kind == "body" for c in words.citations), words.text
+
+
+def test_a_part_begins_with_its_first_statement(pipeline) -> None:
+    """The first part of 第一章第一节 opens with the question the book asks itself (「什么是党的群众工作？」) and
+    a lead ending in 「：」: the answer skips the question and gives the lead with the definition it introduces."""
+    a = pipeline.ask("第一章第一节的第一部分讲什么？")
+    quotes = [c.quote for c in a.citations]
+    assert not any(q.rstrip().endswith("？") for q in quotes), a.text
+    assert quotes[2].startswith("党的群众工作，是指以全体共产党员为工作者"), a.text

@@ -310,14 +310,19 @@ class BookFacts:
         line, chunk = parts[part - 1]
         head = make_citation(1, chunk, line, 1.0)
         body = chunk.text[chunk.text.find(line) + len(line):]
-        first = next(iter(split_sentences(body)), None)
-        said = make_citation(2, chunk, body[first[0]:first[1]], 1.0) if first else None
+        # its first statement: not a question the book asks itself (「什么是党的群众工作？」), and with the
+        # sentence after a lead that ends in 「：」 (「……基本可以这样界定：」 and the definition)
+        spans = [(a, b) for a, b in split_sentences(body) if not body[a:b].rstrip().endswith(("？", "?"))]
+        first = spans[:2] if spans and body[spans[0][0]:spans[0][1]].rstrip().endswith(("：", ":")) else spans[:1]
+        said = [c for i, (a, b) in enumerate(first, 2) if (c := make_citation(i, chunk, body[a:b], 1.0))]
         if head is None:
             return None
         text = f"{ch.entry.number}{sec.number}的第{int_cn(part)}部分是{_q(_bare(line))}{_page_of(chunk)}[1]"
-        if said is None:
+        if not said:
             return _Cited(text + "。", (head,))
-        return _Cited(f"{text}，开头说：{said.quote.rstrip('。')}[2]。", (head, said))
+        quoted = "".join(f"{c.quote.strip().rstrip('。：:')}[{c.n}]" + ("：" if c.quote.rstrip().endswith(("：", ":"))
+                                                                        else "。") for c in said)
+        return _Cited(f"{text}，开头说：{quoted}", (head, *said))
 
     def _topic(self, question: str) -> _Cited | None:
         hit: Topic | None = topic_match(question, self.toc, min_score=0.6)
