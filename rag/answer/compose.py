@@ -2,7 +2,10 @@
 
 A plain question gets its best sentence (plus close runners-up, at most three); a list question gets the whole
 list — the enumeration of the section it is about (第一，…第四，…), or the sentence that lists the items itself,
-with the sentence that introduces it. Sentences keep the book's order, and every one is cited verbatim. A clause
+with the sentence that introduces it; so does a question whose best sentence only announces a list (「……有三个
+突出的特点。」). A question about one slot of a definition by slots (「以A为工作对象，以B为原则，……」) gets the
+definition's subject and that clause; a why-question gets the reason before a 「所以……」 conclusion, or the
+explanation after a claim it merely restates. Sentences keep the book's order, and every one is cited verbatim. A clause
 that cannot be read alone (「是……的工作；」 continuing a definition whose subject came clauses earlier) is preceded
 by that subject, quoted and cited too: 「在新的历史条件下，党的群众工作[1]……是依靠民主和法治……的工作[2]。」
 """

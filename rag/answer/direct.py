@@ -1,8 +1,9 @@
 """Direct answers about the book itself, read from the parsed 版权页 fields and 目录 rows, cited to those pages.
 
 Questions such as 「主编是谁」「共几章」「第三章讲什么」「后记在第几页」「讲“最后一公里”的是哪一节」 have one exact
-answer in the front matter; retrieving passages for them would only paraphrase it. `BookFacts.answer` returns
-None for any other question, so the caller falls through to retrieval.
+answer in the front matter; retrieving passages for them would only paraphrase it. So do 「第三条是什么」「一共几条」
+in a 章/节/条 text (its article lines) and 「书中引用了哪些书」 (its footnotes). `BookFacts.answer` returns None for
+any other question, so the caller falls through to retrieval.
 """
 
 from __future__ import annotations
