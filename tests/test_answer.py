@@ -328,3 +328,10 @@ def test_an_item_of_a_list_asked_for_after_a_follow_up_list_question(pipeline) -
     quotes = [c.quote for c in a.citations]
     assert quotes[0].startswith("第一，党的群众工作，是党的事业生根"), a.text
     assert not any(q.startswith("第二") for q in quotes)
+
+
+def test_what_examples_show_is_the_sentence_that_sums_them_up(pipeline) -> None:
+    """「……这些例子，是想说明什么？」: the book's point comes after its examples (「这些群众工作，是党推动发展的重要
+    工作。」), pointing back at them; the answer ends with it."""
+    a = pipeline.ask("书中举干部进村联系贫困户、在企业评选党员先锋岗的例子，想说明什么？")
+    assert a.citations and a.citations[-1].quote.startswith("这些群众工作，是党推动发展的重要工作"), a.text

@@ -40,6 +40,8 @@ _NUMBERING = re.compile(r"^[◇◆●■□\s]*(?:[一二三四五六七八九�
 _HEADING_ITEM = re.compile(r"^[◇◆●■□\s]*（([一二三四五六七八九十]+)）")  # （二）解决民生问题
 _DISPLAY_MARKS = re.compile(r"\^?[①-⑳]|^[▲◇◆●■]\s*")
 _WHY = re.compile(r"为什么|为何|何以|原因|理由")
+_POINT = re.compile(r"(?:想|是想|要|是要|意在)?(?:说明|表明|证明|反映)(?:了)?(?:什么|哪些|啥)|用意")
+_SUMS_UP = re.compile(r"(?:这些|这|以上|上述|凡此)")  # a sentence that points back at what came before
 _CONCLUDES = re.compile(r"(?:所以|因此|因而|由此可见|可见)[，,]")
 # a clause of a definition by slots: 「以广大的人民群众为工作对象」 (what, the slot it fills), between commas
 _SLOT = re.compile(r"(?<=[，,：:是指])以([^，,；;。]{1,60}?)为([^，,；;。为]{1,8})(?=[，,；;。])")
@@ -106,7 +108,22 @@ class Composer:
         chosen += self.footnotes(text, chosen)
         if _WHY.search(text):
             chosen = self.with_reasons(text, self.with_premises(chosen))
+        if _POINT.search(text):
+            chosen = self.with_point(chosen)
         return self.with_leads(sorted(chosen, key=doc_order))
+
+    def with_point(self, chosen: Sequence[Sentence]) -> list[Sentence]:
+        """「这些例子是想说明什么？」: the book sums up its examples in a sentence after them that points back at
+        them (「这些群众工作，是党推动发展的重要工作。」, LEAD_GAP sentences at most after the last one chosen);
+        that sentence is said too."""
+        if not chosen:
+            return list(chosen)
+        last = max(chosen, key=doc_order)
+        around = section_sentences(self.store, self.chunks, last.chunk)
+        at = next((i for i, x in enumerate(around) if _same(x, last)), None)
+        point = next((x for x in around[at + 1:at + 1 + LEAD_GAP] if _SUMS_UP.match(x.text.strip())), None) \
+            if at is not None else None
+        return [*chosen, point] if point is not None else list(chosen)
 
     def with_reasons(self, text: str, chosen: Sequence[Sentence]) -> list[Sentence]:
         """A why-question answered only by the claim it asks about (「为什么说群众工作是党和群众走到一起的
