@@ -73,3 +73,14 @@ def test_a_part_that_asks_only_what_the_book_says_takes_the_topic_before_it() ->
     assert is_followup("书里如何分析？") and is_followup("书中怎么说？")
     assert expand_followup("书里如何分析？", ["当前群众工作所处的新形势是怎样的？"]).startswith("当前群众工作所处的新形势")
     assert not is_followup("书中提到的“一化三改”是什么？")
+
+
+def test_that_other_thing_is_the_same_question_about_it() -> None:
+    """「那农民运动呢？」 after 「党创立时期，工人运动是怎么组织起来的？」 asks the same about 农民运动: the word of
+    the same kind (运动) is replaced, not the topic glued in front; a bare attribute (「那核心呢？」) is left to the
+    attribute rule."""
+    from rag.retrieve.query import expand_followup
+
+    asked = ["党创立时期，工人运动是怎么组织起来的？"]
+    assert expand_followup("那农民运动呢？", asked) == "党创立时期，农民运动是怎么组织起来的？"
+    assert "实质" in expand_followup("那核心呢？", ["群众工作的实质是什么？"])

@@ -198,7 +198,26 @@ def expand_followup(question: str, history: Sequence[str] = ()) -> str:
             topic = _ATTRIBUTE.sub("", topic) or topic
         joiner = "的" if pronoun == "其" and rest[:1] not in ("的", "中", "") else ""  # 其作用 → …的作用
         return f"{topic}{joiner}{rest}"
+    parallel = _parallel(anchor, body)
+    if parallel is not None:
+        return parallel
     return f"{topic} {body}"
+
+
+def _parallel(anchor: str, body: str) -> str | None:
+    """「那农民运动呢？」 after 「党创立时期，工人运动是怎么组织起来的？」: the same question about the other thing —
+    the anchor with its word of the same kind (the same last two characters: 运动) put in its place."""
+    thing = _PUNCT.sub("", _QWORDS.sub("", body))
+    if not 3 <= len(thing) <= 8 or thing in anchor:
+        return None
+    head = thing[-2:]
+    at = anchor.find(head)
+    if at < 2 or anchor.find(head, at + 1) >= 0:  # one word of that kind, with something before its head
+        return None
+    start = at
+    while start > 0 and at - start < len(thing) - 2 and not _PUNCT.match(anchor[start - 1]):
+        start -= 1
+    return anchor[:start] + thing + anchor[at + 2:]
 
 
 # --- compound questions -------------------------------------------------------------------------------------
