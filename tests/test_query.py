@@ -84,3 +84,6 @@ def test_that_other_thing_is_the_same_question_about_it() -> None:
     asked = ["党创立时期，工人运动是怎么组织起来的？"]
     assert expand_followup("那农民运动呢？", asked) == "党创立时期，农民运动是怎么组织起来的？"
     assert "实质" in expand_followup("那核心呢？", ["群众工作的实质是什么？"])
+    # an item of a list is no other thing of the same kind: 「第三个方面」 is not put in place of 「哪几个方面」
+    item = expand_followup("那第三个方面呢？", ["群众工作的历史地位有哪几个方面？"])
+    assert "有第三个方面？" not in item and item.endswith("第三个方面呢？"), item

@@ -208,7 +208,7 @@ def _parallel(anchor: str, body: str) -> str | None:
     """「那农民运动呢？」 after 「党创立时期，工人运动是怎么组织起来的？」: the same question about the other thing —
     the anchor with its word of the same kind (the same last two characters: 运动) put in its place."""
     thing = _PUNCT.sub("", _QWORDS.sub("", body))
-    if not 3 <= len(thing) <= 8 or thing in anchor:
+    if not 3 <= len(thing) <= 8 or thing in anchor or ORDINAL_REF.search(body):  # 「那第三个方面呢」: an item
         return None
     head = thing[-2:]
     at = anchor.find(head)
