@@ -23,7 +23,7 @@ from rag.answer.extract import (LAST_ITEM, LIST_QUESTION, ORDINAL_FOLLOWUP, Scor
                                 answer_type, asked_kind, coverage_of, list_items, question_terms)
 from rag.answer.llm import REFUSAL, LLMClient, Verifier, build_messages, llm_answer
 from rag.answer.refusal import Scope, Unloaded
-from rag.answer.facts import renumber
+from rag.answer.facts import renumbered
 from rag.retrieve.query import expand_followup, resolve, split_compound
 from rag.text.fold import is_cjk
 from rag.text.numerals import cn_int
@@ -198,9 +198,7 @@ class Answerer:
                 pointer = f"（可参阅{a.pointer}）" if a.pointer else ""
                 texts.append(f"关于“{part.rstrip('？?')}”：{REFUSAL}{pointer}。")
                 continue
-            numbered = renumber(a.citations, cites)
-            new = {c.n: m.n for c, m in zip(a.citations, numbered)}
-            text = re.sub(r"\[(\d+)\]", lambda m: f"[{new.get(int(m.group(1)), m.group(1))}]", a.text)
+            text, numbered = renumbered(a.text, a.citations, cites)
             said = "".join(texts)
             texts.append("".join(s for s in re.findall(r"[^。]+。?", text) if s not in said))  # once each
             cites += [c for c in numbered if c not in cites]

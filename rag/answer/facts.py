@@ -244,6 +244,14 @@ def renumber(found: Sequence[Citation], have: Sequence[Citation]) -> list[Citati
     return out
 
 
+def renumbered(text: str, found: Sequence[Citation], have: Sequence[Citation]) -> tuple[str, list[Citation]]:
+    """An answer's text and citations numbered on after `have` (`renumber`), its [n] markers rewritten to match:
+    answers joined into one (the parts of a compound question, each book's fact)."""
+    numbered = renumber(found, have)
+    new = {c.n: m.n for c, m in zip(found, numbered)}
+    return re.sub(r"\[(\d+)\]", lambda m: f"[{new.get(int(m.group(1)), m.group(1))}]", text), numbered
+
+
 def _line_with_all(chunk: Chunk, parts: Sequence[str]) -> str | None:
     for line in chunk.text.splitlines():
         if line.strip() and all(find_span(line, p) for p in parts):

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from rag.answer.direct import BookFacts
-from rag.answer.facts import renumber
+from rag.answer.facts import renumbered
 from rag.text.fold import squeeze
 from rag.types import Answer, Book, Chunk, Citation, TocEntry
 
@@ -95,9 +95,7 @@ class Library:
         texts: list[str] = []
         cites: list[Citation] = []
         for facts, a in said:
-            numbered = renumber(a.citations, cites)
-            new = {c.n: m.n for c, m in zip(a.citations, numbered)}
-            text = re.sub(r"\[(\d+)\]", lambda m: f"[{new.get(int(m.group(1)), m.group(1))}]", a.text)
+            text, numbered = renumbered(a.text, a.citations, cites)
             texts.append(f"《{facts.book.title}》：{text}")
             cites += [c for c in numbered if c not in cites]
         return Answer(question=question, text="\n".join(texts), citations=tuple(cites), mode=said[0][1].mode,
