@@ -119,8 +119,7 @@ class Composer:
         if not chosen:
             return list(chosen)
         last = max(chosen, key=doc_order)
-        around = section_sentences(self.store, self.chunks, last.chunk)
-        at = next((i for i, x in enumerate(around) if _same(x, last)), None)
+        around, at = self.locate(last)
         point = next((x for x in around[at + 1:at + 1 + LEAD_GAP] if _SUMS_UP.match(x.text.strip())), None) \
             if at is not None else None
         return [*chosen, point] if point is not None else list(chosen)
@@ -132,12 +131,10 @@ class Composer:
         if len(chosen) != 1 or not _restates(chosen[0].text, text):
             return list(chosen)
         claim = chosen[0]
-        around = section_sentences(self.store, self.chunks, claim.chunk)
-        at = next((i for i, x in enumerate(around) if _same(x, claim)), None)
+        around, at = self.locate(claim)
         if at is None:
             return list(chosen)
-        after = [x for x in around[at + 1:at + 1 + REASONS] if not isinstance(x, Lead)]
-        return [claim, *after]
+        return [claim, *around[at + 1:at + 1 + REASONS]]
 
     def with_premises(self, chosen: Sequence[Sentence]) -> list[Sentence]:
         """A why-question's sentence that draws a conclusion (「所以，正确处理人民内部矛盾，是社会主义建设的保证。」)
@@ -146,8 +143,7 @@ class Composer:
         for s in chosen:
             if not _CONCLUDES.match(s.text.strip()):
                 continue
-            around = section_sentences(self.store, self.chunks, s.chunk)
-            at = next((i for i, x in enumerate(around) if _same(x, s)), None)
+            around, at = self.locate(s)
             if at and not any(_same(around[at - 1], x) for x in out):
                 out.append(around[at - 1])
         return out
@@ -181,10 +177,14 @@ class Composer:
             return head, items
         return None, []
 
+    def locate(self, s: Sentence) -> tuple[list[Sentence], int | None]:
+        """The sentences of `s`'s section, and where `s` is among them (None: not a sentence of them)."""
+        around = section_sentences(self.store, self.chunks, s.chunk)
+        return around, next((i for i, x in enumerate(around) if _same(x, s)), None)
+
     def introduces(self, head: Sentence, first: Sentence) -> bool:
         """The list's first item comes at most LEAD_GAP sentences after `head`, in its section."""
-        around = section_sentences(self.store, self.chunks, head.chunk)
-        at = next((i for i, x in enumerate(around) if _same(x, head)), None)
+        around, at = self.locate(head)
         to = next((i for i, x in enumerate(around) if _same(x, first)), None)
         return at is not None and to is not None and 0 < to - at <= LEAD_GAP
 
@@ -198,8 +198,7 @@ class Composer:
         best = ranked[0].sentence
         if inline_list(best.text):
             return self.with_leads([best])
-        around = section_sentences(self.store, self.chunks, best.chunk)
-        at = next((i for i, x in enumerate(around) if _same(x, best)), None)
+        around, at = self.locate(best)
         if at is None:
             return []
         near = [x for x in around[max(0, at - 2) : at + 3] if not _same(x, best) and inline_list(x.text)]
@@ -221,8 +220,7 @@ class Composer:
     def lead_of(self, s: Sentence) -> Lead | None:
         if isinstance(s, Lead) or not _NO_SUBJECT.match(s.text.strip()):
             return None
-        around = section_sentences(self.store, self.chunks, s.chunk)
-        at = next((i for i, x in enumerate(around) if _same(x, s)), None)
+        around, at = self.locate(s)
         head = None
         i = (at or 0) - 1
         while at is not None and i >= 0 and around[i].text.rstrip().endswith("；"):
@@ -247,8 +245,7 @@ class Composer:
             return None, items
         if inline_list(best.text):
             return None, []
-        around = section_sentences(self.store, self.chunks, best.chunk)
-        at = next((i for i, x in enumerate(around) if _same(x, best)), None)
+        around, at = self.locate(best)
         if at is None:
             return None, []
         runs = enumerations(around)
@@ -290,8 +287,7 @@ class Composer:
     def item_extent(self, item: Sentence) -> list[Sentence]:
         """An item of a list with what the book says of it: its sentence and those after it, up to the list's
         next item (at most MAX_PLAIN after it) — what 「为什么这么说？」 asks of an item just named."""
-        around = section_sentences(self.store, self.chunks, item.chunk)
-        at = next((i for i, x in enumerate(around) if _same(x, item)), None)
+        around, at = self.locate(item)
         if at is None:  # a subsection's heading line (heading_items): the start of its text
             return [item, *around[:MAX_PLAIN]] if item.start == 0 else [item]
         member = next((r for r in enumerations(around) if at in r), [])

@@ -141,7 +141,7 @@ class BookFacts:
                                  make_citation(2, lc, lc.text[la:lb], 1.0)) if c]
             text = f"全书共{int_cn(len(self.articles))}条（第{int_cn(first)}条至第{int_cn(last)}条）{_marks(cites)}。"
             return _Cited(text, tuple(cites))
-        no = cn_int(m.group(1)) if not m.group(1).isdigit() else int(m.group(1))
+        no = cn_int(m.group(1))
         found = next(((c, a, b) for n, c, a, b in self.articles if n == no), None)
         if found is None:
             last, lc, la, lb = self.articles[-1]
@@ -156,7 +156,7 @@ class BookFacts:
             return None
         at = chapter_at(chunk.section)
         where = " › ".join(chunk.section[at:]) if at is not None else ""
-        page = f"第{chunk.page}页" if chunk.page else ("本书没有印刷页码" if _ASK_PAGE_OF.search(q) else "")
+        page = f"第{chunk.page}页" if chunk.page else ("本书没有印刷页码" if "页" in q else "")
         place = "，".join(x for x in (where, page) if x)
         line = chunk.text[a:b].strip().rstrip("。；;")
         return _Cited(f"{line}{_marks([cite])}。" + (f"（{place}）" if place else ""), (cite,))
@@ -442,7 +442,6 @@ _CITED_WORKS = re.compile(r"(?:引用|引述|引)了?(?:哪些|什么|哪几本|
 _MARK = re.compile(r"^\^?[①-⑳]\s*")
 _ARTICLE_Q = re.compile(rf"第([{CN_NUM}\d]+)条")
 _COUNT_ARTICLES = re.compile(r"(?:几|多少)条")
-_ASK_PAGE_OF = re.compile(r"页")
 
 
 def _articles(body: Sequence[Chunk]) -> list[tuple[int, Chunk, int, int]]:
@@ -450,8 +449,7 @@ def _articles(body: Sequence[Chunk]) -> list[tuple[int, Chunk, int, int]]:
     seen: dict[int, tuple[int, Chunk, int, int]] = {}
     for chunk in sorted(body, key=lambda c: (c.source, c.start)):
         for m in ARTICLE_RE.finditer(chunk.text):
-            inner = m.group(1)[1:-1]
-            no = int(inner) if inner.isdigit() else cn_int(inner)
+            no = cn_int(m.group(1)[1:-1])
             end = chunk.text.find("\n", m.start(1))
             if no and no not in seen:
                 seen[no] = (no, chunk, m.start(1), end if end >= 0 else len(chunk.text))
